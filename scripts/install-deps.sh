@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the system packages Aether needs on Debian, skipping what is already present.
+#   scripts/install-deps.sh run    what `aether serve` needs
+#   scripts/install-deps.sh test   that, plus what the test suite starts (PostgreSQL, ...)
+# The Rust toolchain itself (1.95, see rust-toolchain in Cargo.toml) is not installed here.
+set -euo pipefail
+
+profile="${1:-run}"
+
+run_packages=(ca-certificates pkg-config)
+test_packages=(postgresql)
+
+packages=("${run_packages[@]}")
+case "$profile" in
+  run) ;;
+  test) packages+=("${test_packages[@]}") ;;
+  *) echo "usage: $0 run|test" >&2; exit 2 ;;
+esac
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is not installed: Aether needs Rust 1.95 or newer (https://rustup.rs)." >&2
+  exit 1
+fi
+
+missing=()
+for package in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+[ "${#missing[@]}" -eq 0 ] && exit 0
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  sudo=(sudo)
+fi
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

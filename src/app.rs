@@ -1,0 +1,158 @@
+//! Application state, start-up and shutdown. `App::build` binds the listeners (port 0 works, for
+//! tests), opens and migrates the database; `App::run` serves until the shutdown token is
+//! cancelled, then stops accepting, drains its tasks in order and closes the database.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::session::SessionToken;
+use crate::auth::throttle::AttemptLimiter;
+use crate::config::Config;
+use crate::db::Db;
+use crate::live::LiveRegistry;
+
+/// How often expired sessions are swept from the database.
+const SESSION_SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    db: Db,
+    attempts: AttemptLimiter,
+    live: LiveRegistry,
+    /// The one-time first-run token; `None` once an admin was created through it, or when the
+    /// database already had users at start.
+    setup_token: Mutex<Option<String>>,
+}
+
+impl AppState {
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    pub fn attempts(&self) -> &AttemptLimiter {
+        &self.inner.attempts
+    }
+
+    pub fn live(&self) -> &LiveRegistry {
+        &self.inner.live
+    }
+
+    pub fn setup_token(&self) -> MutexGuard<'_, Option<String>> {
+        self.inner.setup_token.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+pub struct App {
+    state: AppState,
+    http: TcpListener,
+    rtmp: TcpListener,
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        crate::telemetry::prometheus();
+        crate::telemetry::mark_start();
+        let db = Db::connect(&config).await?;
+        db.migrate().await?;
+        let http = TcpListener::bind(config.http.listen)
+            .await
+            .with_context(|| format!("cannot listen for HTTP on {}", config.http.listen))?;
+        let rtmp = TcpListener::bind(config.rtmp.listen)
+            .await
+            .with_context(|| format!("cannot listen for RTMP on {}", config.rtmp.listen))?;
+        let setup_token = if crate::auth::accounts::count(&db).await? == 0 {
+            Some(SessionToken::generate().as_str().to_owned())
+        } else {
+            None
+        };
+        let inner = Inner {
+            attempts: AttemptLimiter::per_minute(config.auth.attempts_per_minute),
+            live: LiveRegistry::default(),
+            setup_token: Mutex::new(setup_token),
+            config,
+            db,
+        };
+        Ok(App { state: AppState { inner: Arc::new(inner) }, http, rtmp })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn rtmp_addr(&self) -> SocketAddr {
+        self.rtmp.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The first-run admin setup URL, while the database has no users.
+    pub fn setup_url(&self) -> Option<String> {
+        let token = self.state.setup_token().clone()?;
+        let base = match &self.state.config().http.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => {
+                let addr = self.http_addr();
+                let host = if addr.ip().is_unspecified() { "localhost".to_owned() } else { addr.ip().to_string() };
+                format!("http://{host}:{}", addr.port())
+            }
+        };
+        Some(format!("{base}/setup?token={token}"))
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains in order: stop accepting, finish
+    /// in-flight requests and tasks, close the database.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(http = %self.http_addr(), rtmp = %self.rtmp_addr(), "listening");
+        if let Some(url) = self.setup_url() {
+            tracing::info!(%url, "first-run setup: open this URL to create the admin account");
+        }
+        let App { state, http, rtmp } = self;
+        let tracker = TaskTracker::new();
+        tracker.spawn(aether_ingest::serve_rtmp(rtmp, shutdown.child_token()));
+        tracker.spawn(sweep_sessions(state.clone(), shutdown.child_token()));
+
+        let router = crate::http::router(state.clone());
+        let served = axum::serve(http, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await;
+        // Whatever ended the HTTP server ends the rest too.
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+        state.db().close().await;
+        tracing::info!("stopped");
+        served.context("HTTP server failed")
+    }
+}
+
+async fn sweep_sessions(state: AppState, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(SESSION_SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => match crate::auth::session::delete_expired(state.db()).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::debug!(removed, "expired sessions removed"),
+                Err(error) => tracing::warn!(%error, "sweeping expired sessions failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! User accounts in the database: validation of the signup fields, creation with unique-key
+//! conflicts mapped to 409, and look-ups by id, username or login (username or email).
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Role, User, UserId, password};
+use crate::db::{Db, is_unique_violation_on, now_ms};
+use crate::error::ApiError;
+
+pub const PASSWORD_MIN_CHARS: usize = 8;
+pub const PASSWORD_MAX_BYTES: usize = 1024;
+
+/// Account fields checked and normalised (username and email lowercased).
+#[derive(Debug)]
+pub struct NewAccount {
+    pub username: String,
+    pub email: String,
+    pub password: String,
+    pub role: Role,
+}
+
+impl NewAccount {
+    pub fn validate(username: &str, email: &str, password: String, role: Role) -> Result<Self, ApiError> {
+        let username = username.trim().to_ascii_lowercase();
+        if !(3..=25).contains(&username.len()) || !username.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(ApiError::invalid(
+                "invalid_username",
+                "username must be 3 to 25 letters, digits or underscores",
+            ));
+        }
+        let email = email.trim().to_ascii_lowercase();
+        if !plausible_email(&email) {
+            return Err(ApiError::invalid("invalid_email", "email address is not valid"));
+        }
+        if password.chars().count() < PASSWORD_MIN_CHARS || password.len() > PASSWORD_MAX_BYTES {
+            return Err(ApiError::invalid(
+                "weak_password",
+                format!(
+                    "password must be at least {PASSWORD_MIN_CHARS} characters (and at most {PASSWORD_MAX_BYTES} bytes)"
+                ),
+            ));
+        }
+        Ok(NewAccount { username, email, password, role })
+    }
+}
+
+/// A syntactic check only: one `@`, something before it, a dotted domain after it, no spaces.
+fn plausible_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else { return false };
+    email.len() <= 254
+        && !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+pub async fn create(db: &Db, account: NewAccount) -> Result<User, ApiError> {
+    let hash = password::hash(account.password).await?;
+    let created_at = now_ms();
+    let inserted = sqlx::query(
+        "INSERT INTO users (username, email, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(&account.username)
+    .bind(&account.email)
+    .bind(hash)
+    .bind(account.role.as_str())
+    .bind(created_at)
+    .fetch_one(db.pool())
+    .await;
+    match inserted {
+        Ok(row) => Ok(User {
+            id: UserId(row.try_get("id")?),
+            username: account.username,
+            email: account.email,
+            role: account.role,
+            created_at,
+        }),
+        Err(e) if is_unique_violation_on(&e, "username") => {
+            Err(ApiError::conflict("username_taken", "that username is already taken"))
+        }
+        Err(e) if is_unique_violation_on(&e, "email") => {
+            Err(ApiError::conflict("email_taken", "an account with that email already exists"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The columns `user_from_row` reads, as a literal so that queries stay `&'static str`.
+macro_rules! user_columns {
+    () => {
+        "id, username, email, role, created_at"
+    };
+}
+
+pub fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
+    let role: String = row.try_get("role")?;
+    Ok(User {
+        id: UserId(row.try_get("id")?),
+        username: row.try_get("username")?,
+        email: row.try_get("email")?,
+        role: Role::parse(&role).ok_or_else(|| sqlx::Error::Decode(format!("unknown role {role:?}").into()))?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// The user whose username or email is `login`, with the stored password hash.
+pub async fn find_for_login(db: &Db, login: &str) -> Result<Option<(User, String)>, sqlx::Error> {
+    let login = login.trim().to_ascii_lowercase();
+    let sql = if login.contains('@') {
+        concat!("SELECT ", user_columns!(), ", password_hash FROM users WHERE email = $1")
+    } else {
+        concat!("SELECT ", user_columns!(), ", password_hash FROM users WHERE username = $1")
+    };
+    let row = sqlx::query(sql).bind(login).fetch_optional(db.pool()).await?;
+    row.map(|row| Ok((user_from_row(&row)?, row.try_get("password_hash")?))).transpose()
+}
+
+pub async fn find_by_username(db: &Db, username: &str) -> Result<Option<User>, sqlx::Error> {
+    let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE username = $1");
+    let row = sqlx::query(sql).bind(username.trim().to_ascii_lowercase()).fetch_optional(db.pool()).await?;
+    row.map(|row| user_from_row(&row)).transpose()
+}
+
+pub async fn count(db: &Db) -> Result<i64, sqlx::Error> {
+    sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(db.pool()).await?.try_get("n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signup_fields_are_normalised_and_checked() {
+        let ok = NewAccount::validate(" Alice_1 ", "Alice@Example.COM", "long enough".into(), Role::User).unwrap();
+        assert_eq!((ok.username.as_str(), ok.email.as_str()), ("alice_1", "alice@example.com"));
+        for bad in ["al", "alice!", "a".repeat(26).as_str(), "ali ce"] {
+            assert!(NewAccount::validate(bad, "a@b.co", "long enough".into(), Role::User).is_err(), "{bad}");
+        }
+        for bad in ["", "nope", "a@b", "@b.co", "a@.co", "a b@c.co", "a@b@c.co"] {
+            assert!(NewAccount::validate("alice", bad, "long enough".into(), Role::User).is_err(), "{bad}");
+        }
+        assert!(NewAccount::validate("alice", "a@b.co", "short".into(), Role::User).is_err());
+        assert!(NewAccount::validate("alice", "a@b.co", "x".repeat(2000), Role::User).is_err());
+    }
+}

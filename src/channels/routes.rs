@@ -1,0 +1,179 @@
+//! HTTP surface of channels: create, public view, listing (`?live=true`), the owner's own
+//! channels, edit and stream-key rotation (owner or admin only).
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use super::{Channel, ChannelUpdate, NewChannel};
+use crate::app::AppState;
+use crate::auth::{AuthUser, User};
+use crate::error::{ApiError, ApiResult, Json, Query};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/channels", post(create).get(list))
+        .route("/api/v1/channels/{name}", get(show).patch(update))
+        .route("/api/v1/channels/{name}/stream-key", post(rotate_key))
+        .route("/api/v1/me/channels", get(mine))
+}
+
+/// The public view of a channel.
+#[derive(Debug, Serialize)]
+struct ChannelView {
+    name: String,
+    title: String,
+    category: String,
+    tags: Vec<String>,
+    owner: String,
+    live: bool,
+    viewers: u64,
+    created_at: i64,
+}
+
+fn view(state: &AppState, channel: Channel) -> ChannelView {
+    let live = state.live().status(channel.id);
+    ChannelView {
+        live: live.is_some(),
+        viewers: live.map_or(0, |stream| stream.viewers),
+        name: channel.name,
+        title: channel.title,
+        category: channel.category,
+        tags: channel.tags,
+        owner: channel.owner,
+        created_at: channel.created_at,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRequest {
+    name: String,
+    #[serde(default)]
+    title: String,
+}
+
+#[derive(Debug, Serialize)]
+struct CreatedResponse {
+    channel: ChannelView,
+    /// Shown this once; only its hash is stored.
+    stream_key: String,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(body): Json<CreateRequest>,
+) -> ApiResult<(StatusCode, Json<CreatedResponse>)> {
+    let new = NewChannel { owner: auth.user.id, name: body.name, title: body.title };
+    let (channel, key) = super::create(state.db(), new, state.config().channels.max_per_user).await?;
+    tracing::info!(channel = %channel.name, owner = %auth.user.username, "channel created");
+    let body = CreatedResponse { channel: view(&state, channel), stream_key: key.as_str().to_owned() };
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    live: Option<bool>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+struct ListResponse {
+    channels: Vec<ChannelView>,
+}
+
+const LIST_DEFAULT: i64 = 50;
+const LIST_MAX: i64 = 100;
+
+async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> ApiResult<Json<ListResponse>> {
+    let limit = query.limit.unwrap_or(LIST_DEFAULT);
+    let offset = query.offset.unwrap_or(0);
+    if !(1..=LIST_MAX).contains(&limit) || offset < 0 {
+        return Err(ApiError::invalid("invalid_query", format!("limit is 1 to {LIST_MAX}, offset at least 0")));
+    }
+    let channels = match query.live {
+        // The live set is small and in memory: look those channels up directly.
+        Some(true) => {
+            let live = state.live().live_channels();
+            let mut found = super::list_by_ids(state.db(), &live).await?;
+            let start = usize::try_from(offset).unwrap_or(usize::MAX).min(found.len());
+            found.drain(..start);
+            found.truncate(limit as usize);
+            found
+        }
+        Some(false) => {
+            let mut found = super::list(state.db(), limit, offset).await?;
+            found.retain(|channel| state.live().status(channel.id).is_none());
+            found
+        }
+        None => super::list(state.db(), limit, offset).await?,
+    };
+    let channels = channels.into_iter().map(|channel| view(&state, channel)).collect();
+    Ok(Json(ListResponse { channels }))
+}
+
+async fn load(state: &AppState, name: &str) -> ApiResult<Channel> {
+    super::find(state.db(), name).await?.ok_or_else(|| ApiError::not_found(format!("no channel named \"{name}\"")))
+}
+
+fn ensure_can_manage(user: &User, channel: &Channel) -> ApiResult<()> {
+    if user.id == channel.owner_id || user.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("only the channel's owner or an admin may do this"))
+    }
+}
+
+async fn show(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<ChannelView>> {
+    let channel = load(&state, &name).await?;
+    Ok(Json(view(&state, channel)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateRequest {
+    title: Option<String>,
+    category: Option<String>,
+    tags: Option<Vec<String>>,
+}
+
+async fn update(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(name): Path<String>,
+    Json(body): Json<UpdateRequest>,
+) -> ApiResult<Json<ChannelView>> {
+    let channel = load(&state, &name).await?;
+    ensure_can_manage(&auth.user, &channel)?;
+    let change = ChannelUpdate { title: body.title, category: body.category, tags: body.tags };
+    super::update(state.db(), &channel, change).await?;
+    let channel = load(&state, &name).await?;
+    Ok(Json(view(&state, channel)))
+}
+
+#[derive(Debug, Serialize)]
+struct KeyResponse {
+    stream_key: String,
+}
+
+async fn rotate_key(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(name): Path<String>,
+) -> ApiResult<Json<KeyResponse>> {
+    let channel = load(&state, &name).await?;
+    ensure_can_manage(&auth.user, &channel)?;
+    let key = super::rotate_key(state.db(), &channel).await?;
+    tracing::info!(channel = %channel.name, by = %auth.user.username, "stream key rotated");
+    Ok(Json(KeyResponse { stream_key: key.as_str().to_owned() }))
+}
+
+async fn mine(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<ListResponse>> {
+    let channels = super::list_owned(state.db(), auth.user.id).await?;
+    let channels = channels.into_iter().map(|channel| view(&state, channel)).collect();
+    Ok(Json(ListResponse { channels }))
+}

@@ -1,0 +1,116 @@
+//! The database: one `sqlx::AnyPool` over SQLite (the embedded default, `<data_dir>/aether.db`) or
+//! PostgreSQL (`database.url = "postgres://..."`), and the migrations of each backend. Queries are
+//! written once in the SQL both backends share (`$1` placeholders, `RETURNING`, BIGINT ids,
+//! timestamps as unix milliseconds, money as integer minor units plus a currency code).
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+
+use crate::config::Config;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Db {
+    /// Connects to the configured database (creating the SQLite file if needed). Does not migrate.
+    pub async fn connect(config: &Config) -> Result<Db, DbError> {
+        sqlx::any::install_default_drivers();
+        let (url, backend) = match &config.database.url {
+            Some(url) if url.starts_with("sqlite:") => (url.clone(), Backend::Sqlite),
+            Some(url) => (url.clone(), Backend::Postgres),
+            None => (sqlite_url(&config.data_dir)?, Backend::Sqlite),
+        };
+        let options = AnyConnectOptions::from_str(&url).map_err(DbError::Connect)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(config.database.max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the one writer; wait on a busy writer instead of failing.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(DbError::Connect)?;
+        Ok(Db { pool, backend })
+    }
+
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// True when the database answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn sqlite_url(data_dir: &Path) -> Result<String, DbError> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|source| DbError::DataDir { path: data_dir.display().to_string(), source })?;
+    let file = data_dir.join("aether.db");
+    Ok(format!("sqlite://{}?mode=rwc", file.display()))
+}
+
+/// Milliseconds since the Unix epoch: the portable timestamp stored in every table.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// True when `error` is a unique-key violation whose constraint or message names `column`.
+/// SQLite says "UNIQUE constraint failed: users.email", PostgreSQL names the index `users_email_key`.
+pub fn is_unique_violation_on(error: &sqlx::Error, column: &str) -> bool {
+    let Some(db) = error.as_database_error() else { return false };
+    db.is_unique_violation() && (db.constraint().is_some_and(|c| c.contains(column)) || db.message().contains(column))
+}

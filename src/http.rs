@@ -1,0 +1,41 @@
+//! The whole HTTP surface on one screen: each module's router merged, the JSON fallbacks for
+//! unknown routes and methods, the body size limit, request tracing and metrics.
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use axum::{Router, middleware};
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::{auth, channels, ops, telemetry};
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config().http.body_limit_bytes;
+    Router::new()
+        .merge(ops::router())
+        .merge(auth::router())
+        .merge(channels::router())
+        .route("/setup", get(setup_page))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(telemetry::track_http))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+}
+
+/// The first-run page behind the setup URL printed at start-up.
+async fn setup_page() -> impl IntoResponse {
+    ([(header::CACHE_CONTROL, "no-store")], Html(include_str!("../web/setup.html")))
+}

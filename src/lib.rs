@@ -1,0 +1,14 @@
+//! Aether, the server: CLI-facing configuration, application state and lifecycle, the HTTP
+//! router, accounts and channels, the live glue and the plain HTTP modules. The media crates
+//! (`aether-ingest`, `-transcode`, `-vod`) and chat (`aether-chat`) are wired in here.
+
+pub mod app;
+pub mod auth;
+pub mod channels;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod live;
+pub mod ops;
+pub mod telemetry;

@@ -1,0 +1,203 @@
+//! The `aether` command: `serve`, `migrate`, `admin create`, `channel create` and `check`
+//! (CONTRACT.md). Loads the configuration once, then hands over to the library.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use aether::app::App;
+use aether::auth::Role;
+use aether::auth::accounts::{self, NewAccount};
+use aether::channels::{self, NewChannel};
+use aether::config::{Config, Sources};
+use aether::db::Db;
+
+#[derive(Debug, Parser)]
+#[command(name = "aether", version, about = "Self-hosted live streaming and chat server")]
+struct Cli {
+    /// A TOML config file (over the embedded defaults; AETHER_* variables override it).
+    #[arg(long, global = true, env = "AETHER_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// HTTP listen address (overrides http.listen).
+        #[arg(long)]
+        http_listen: Option<SocketAddr>,
+        /// RTMP listen address (overrides rtmp.listen).
+        #[arg(long)]
+        rtmp_listen: Option<SocketAddr>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage accounts.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Manage channels.
+    Channel {
+        #[command(subcommand)]
+        command: ChannelCommand,
+    },
+    /// Report whether the configuration, data directory, database and system tools are usable.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create an admin account.
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (it is never taken as an argument).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ChannelCommand {
+    /// Create a channel and print its stream key.
+    Create {
+        name: String,
+        /// The owning user's username.
+        #[arg(long)]
+        owner: String,
+        #[arg(long, default_value = "")]
+        title: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(Sources { file: cli.config.as_deref(), env: true }) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("aether: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    aether::telemetry::init_logging(&config.log);
+    let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("aether: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, mut config: Config) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { http_listen, rtmp_listen } => {
+            config.http.listen = http_listen.unwrap_or(config.http.listen);
+            config.rtmp.listen = rtmp_listen.unwrap_or(config.rtmp.listen);
+            let app = App::build(config).await?;
+            let shutdown = CancellationToken::new();
+            let on_signal = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                tracing::info!("shutting down");
+                on_signal.cancel();
+            });
+            app.run(shutdown).await?;
+        }
+        Command::Migrate => {
+            let db = Db::connect(&config).await?;
+            db.migrate().await?;
+            println!("migrations applied");
+        }
+        Command::Admin { command: AdminCommand::Create { username, email, password_stdin: _ } } => {
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password).context("reading the password from stdin")?;
+            let password = password.trim_end_matches(['\r', '\n']).to_owned();
+            let db = migrated(&config).await?;
+            let account = NewAccount::validate(&username, &email, password, Role::Admin)?;
+            let user = accounts::create(&db, account).await?;
+            println!("admin {} created", user.username);
+        }
+        Command::Channel { command: ChannelCommand::Create { name, owner, title } } => {
+            let db = migrated(&config).await?;
+            let user =
+                accounts::find_by_username(&db, &owner).await?.with_context(|| format!("no user named {owner:?}"))?;
+            let new = NewChannel { owner: user.id, name, title };
+            let (channel, key) = channels::create(&db, new, u32::MAX).await?;
+            println!("channel {} created for {}", channel.name, channel.owner);
+            println!("stream key (shown once): {}", key.as_str());
+        }
+        Command::Check => return Ok(check(&config).await),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn migrated(config: &Config) -> anyhow::Result<Db> {
+    let db = Db::connect(config).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+/// Prints one line per dependency; fails when something the server cannot run without is missing.
+async fn check(config: &Config) -> ExitCode {
+    let mut fatal = false;
+    let mut report = |name: &str, ok: bool, required: bool, detail: String| {
+        let mark = if ok {
+            "ok"
+        } else if required {
+            "MISSING"
+        } else {
+            "absent"
+        };
+        println!("{mark:8} {name:22} {detail}");
+        fatal |= required && !ok;
+    };
+    let probe = config.data_dir.join(".aether-check");
+    let writable = std::fs::create_dir_all(&config.data_dir).and_then(|_| std::fs::write(&probe, b"ok")).is_ok();
+    let _ = std::fs::remove_file(&probe);
+    report("data directory", writable, true, config.data_dir.display().to_string());
+    let database = match Db::connect(config).await {
+        Ok(db) => db.ping().await,
+        Err(_) => false,
+    };
+    let backend = if config.database.url.is_some() { "configured database.url" } else { "embedded SQLite" };
+    report("database", database, true, backend.to_owned());
+    report(
+        "redis",
+        true,
+        false,
+        if config.redis.url.is_some() { "configured (not used yet)" } else { "off: in-process" }.to_owned(),
+    );
+    for (tool, purpose) in [("gst-inspect-1.0", "GStreamer tools (transcoding)"), ("ffmpeg", "tests and benchmarks")] {
+        let found = std::process::Command::new(tool).arg("--version").output().is_ok_and(|out| out.status.success());
+        report(tool, found, false, purpose.to_owned());
+    }
+    if fatal { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
