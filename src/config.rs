@@ -126,9 +126,13 @@ impl Config {
             figment = figment.merge(Toml::file(file));
         }
         if sources.env {
-            // AETHER_TEST_* variables belong to the test harness, not to the server.
-            figment =
-                figment.merge(Env::prefixed("AETHER_").filter(|key| !key.as_str().starts_with("test_")).split("__"));
+            // AETHER_CONFIG names the file (a CLI option) and AETHER_TEST_* belong to the test
+            // harness; every other AETHER_* variable must be a config key.
+            let is_setting = |key: &figment::value::UncasedStr| {
+                let key = key.as_str().to_ascii_lowercase();
+                key != "config" && !key.starts_with("test_")
+            };
+            figment = figment.merge(Env::prefixed("AETHER_").filter(is_setting).split("__"));
         }
         let config: Config = figment.extract().map_err(Box::new)?;
         config.validate()?;

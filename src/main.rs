@@ -5,6 +5,7 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -168,9 +169,9 @@ async fn check(config: &Config) -> ExitCode {
     let writable = std::fs::create_dir_all(&config.data_dir).and_then(|_| std::fs::write(&probe, b"ok")).is_ok();
     let _ = std::fs::remove_file(&probe);
     report("data directory", writable, true, config.data_dir.display().to_string());
-    let database = match Db::connect(config).await {
-        Ok(db) => db.ping().await,
-        Err(_) => false,
+    let database = match tokio::time::timeout(Duration::from_secs(3), Db::connect(config)).await {
+        Ok(Ok(db)) => db.ping().await,
+        Ok(Err(_)) | Err(_) => false,
     };
     let backend = if config.database.url.is_some() { "configured database.url" } else { "embedded SQLite" };
     report("database", database, true, backend.to_owned());

@@ -1,0 +1,20 @@
+# Builds and runs aether on Debian bookworm. Media and database live in the /data volume.
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin aether
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --home /data aether \
+    && mkdir -p /data && chown aether /data
+COPY --from=build /src/target/release/aether /usr/local/bin/aether
+USER aether
+ENV AETHER_DATA_DIR=/data
+EXPOSE 8080 1935
+VOLUME /data
+HEALTHCHECK CMD ["/usr/local/bin/aether", "check"]
+ENTRYPOINT ["/usr/local/bin/aether"]
+CMD ["serve"]
