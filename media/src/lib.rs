@@ -1,3 +1,14 @@
-//! Pure media types and formats shared by the media crates: `MediaFrame`, codec configurations
-//! (AVC, AAC, Opus), FLV tag parsing, the CMAF (fMP4) muxer and the HLS / LL-HLS playlist model.
-//! No tokio and no I/O: frames in, bytes and playlists out. Filled in by the live-ingest issue.
+//! Pure media types and formats shared by the media crates: `MediaFrame` and the stream events
+//! around it, codec configurations (AVC, AAC), FLV tag parsing, timestamp normalisation, the CMAF
+//! (fMP4) muxer, the packager that cuts segments and LL-HLS parts, and the HLS playlist model.
+//! No tokio and no I/O: frames in, bytes and playlists out.
+
+pub mod aac;
+pub mod avc;
+mod bits;
+pub mod cmaf;
+pub mod flv;
+pub mod frame;
+pub mod timestamps;
+
+pub use frame::{MediaFrame, StreamEvent, TIMEBASE, Track};
