@@ -9,6 +9,8 @@ mod bits;
 pub mod cmaf;
 pub mod flv;
 pub mod frame;
+pub mod packager;
+pub mod playlist;
 pub mod timestamps;
 
 pub use frame::{MediaFrame, StreamEvent, TIMEBASE, Track};
