@@ -8,7 +8,7 @@ set -euo pipefail
 profile="${1:-run}"
 
 run_packages=(ca-certificates pkg-config)
-test_packages=(postgresql)
+test_packages=(postgresql ffmpeg)
 
 packages=("${run_packages[@]}")
 case "$profile" in

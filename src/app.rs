@@ -15,7 +15,8 @@ use crate::auth::session::SessionToken;
 use crate::auth::throttle::AttemptLimiter;
 use crate::config::Config;
 use crate::db::Db;
-use crate::live::LiveRegistry;
+use crate::events::EventBus;
+use crate::live::{LivePublishers, LiveRegistry};
 
 /// How often expired sessions are swept from the database.
 const SESSION_SWEEP_EVERY: Duration = Duration::from_secs(3600);
@@ -31,6 +32,9 @@ struct Inner {
     db: Db,
     attempts: AttemptLimiter,
     live: LiveRegistry,
+    bus: EventBus,
+    /// Background work that must finish before shutdown completes (stream packaging, ...).
+    tasks: TaskTracker,
     /// The one-time first-run token; `None` once an admin was created through it, or when the
     /// database already had users at start.
     setup_token: Mutex<Option<String>>,
@@ -53,6 +57,14 @@ impl AppState {
         &self.inner.live
     }
 
+    pub fn bus(&self) -> &EventBus {
+        &self.inner.bus
+    }
+
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.inner.tasks
+    }
+
     pub fn setup_token(&self) -> MutexGuard<'_, Option<String>> {
         self.inner.setup_token.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -70,6 +82,10 @@ impl App {
         crate::telemetry::mark_start();
         let db = Db::connect(&config).await?;
         db.migrate().await?;
+        let closed = crate::live::end_unfinished_sessions(&db).await?;
+        if closed > 0 {
+            tracing::warn!(closed, "closed stream sessions left open by an unclean stop");
+        }
         let http = TcpListener::bind(config.http.listen)
             .await
             .with_context(|| format!("cannot listen for HTTP on {}", config.http.listen))?;
@@ -84,6 +100,8 @@ impl App {
         let inner = Inner {
             attempts: AttemptLimiter::per_minute(config.auth.attempts_per_minute),
             live: LiveRegistry::default(),
+            bus: EventBus::default(),
+            tasks: TaskTracker::new(),
             setup_token: Mutex::new(setup_token),
             config,
             db,
@@ -126,17 +144,22 @@ impl App {
         }
         let App { state, http, rtmp } = self;
         let tracker = TaskTracker::new();
-        tracker.spawn(aether_ingest::serve_rtmp(rtmp, shutdown.child_token()));
+        let publishers = Arc::new(LivePublishers::new(state.clone()));
+        let rtmp_config = state.config().rtmp.clone();
+        tracker.spawn(aether_ingest::serve_rtmp(rtmp, rtmp_config, publishers, shutdown.child_token()));
         tracker.spawn(sweep_sessions(state.clone(), shutdown.child_token()));
 
         let router = crate::http::router(state.clone());
         let served = axum::serve(http, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await;
-        // Whatever ended the HTTP server ends the rest too.
+        // Whatever ended the HTTP server ends the rest too. Ingest stops first (its connections
+        // close, so every stream flushes its last segment), then the stream tasks finish.
         shutdown.cancel();
         tracker.close();
         tracker.wait().await;
+        state.tasks().close();
+        state.tasks().wait().await;
         state.db().close().await;
         tracing::info!("stopped");
         served.context("HTTP server failed")

@@ -24,6 +24,7 @@ pub struct Config {
     pub redis: RedisConfig,
     pub auth: AuthConfig,
     pub channels: ChannelsConfig,
+    pub hls: crate::live::HlsConfig,
     pub log: LogConfig,
 }
 
@@ -155,6 +156,7 @@ impl Config {
         if self.auth.session_ttl_hours == 0 || self.auth.attempts_per_minute == 0 {
             return invalid("auth.session_ttl_hours and auth.attempts_per_minute must be at least 1");
         }
+        self.hls.validate().map_err(ConfigError::Value)?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid("log.level is not a valid filter");
         }

@@ -8,6 +8,7 @@ pub mod channels;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod live;
 pub mod ops;

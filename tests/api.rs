@@ -4,7 +4,9 @@
 mod support;
 
 use aether::channels::keys::{self, StreamKey};
-use aether::live::LiveStatus;
+use aether::events::Event;
+use aether::live::LivePublishers;
+use aether_ingest::{PublishAuthority, PublishRequest, Refusal};
 use serde_json::json;
 use sqlx::Row;
 use support::{Backend, TestApp, assert_error};
@@ -19,7 +21,7 @@ on_both_backends!(
     a_channel_is_created_with_a_key_that_is_shown_once_and_stored_hashed,
     only_the_owner_or_an_admin_may_edit_a_channel_or_rotate_its_key,
     channel_names_and_fields_are_validated,
-    the_live_filter_lists_only_live_channels,
+    a_publisher_takes_its_channel_live_and_leaving_takes_it_offline,
     malformed_requests_get_json_errors_not_500,
     a_restart_keeps_users_channels_and_sessions,
     login_attempts_are_throttled_per_address,
@@ -286,24 +288,53 @@ async fn channel_names_and_fields_are_validated(backend: Backend) {
     app.stop().await;
 }
 
-async fn the_live_filter_lists_only_live_channels(backend: Backend) {
+async fn a_publisher_takes_its_channel_live_and_leaving_takes_it_offline(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else { return };
     let token = app.signup("lena").await;
-    app.create_channel(&token, "lena_live").await;
+    let key = app.create_channel(&token, "lena_live").await;
     app.create_channel(&token, "lena_offline").await;
     let (_, live) = app.get("/api/v1/channels?live=true", None).await;
     assert_eq!(live["channels"], json!([]));
 
-    let channel = aether::channels::find(app.state.db(), "lena_live").await.unwrap().unwrap();
-    app.state.live().set_live(channel.id, LiveStatus { started_at: 1, viewers: 42 });
+    let mut events = app.state.bus().subscribe();
+    let publishers = LivePublishers::new(app.state.clone());
+    let request = |key: &str| PublishRequest {
+        app: "live".into(),
+        stream_key: key.to_owned(),
+        peer: "127.0.0.1:50000".parse().unwrap(),
+    };
+    assert_eq!(publishers.authorize(request("lena_live_nope")).await.unwrap_err(), Refusal::UnknownKey);
+    let publication = publishers.authorize(request(&key)).await.expect("the key opens the channel");
+    assert_eq!(publication.name, "lena_live");
+    assert_eq!(publishers.authorize(request(&key)).await.unwrap_err(), Refusal::AlreadyLive);
+    let Event::StreamStarted { channel, session_id } = events.recv().await.unwrap() else { panic!("not started") };
+    assert_eq!(channel, "lena_live");
+
     let (_, live) = app.get("/api/v1/channels?live=true", None).await;
     let names: Vec<&str> = live["channels"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["lena_live"]);
     assert_eq!(live["channels"][0]["live"], true);
-    assert_eq!(live["channels"][0]["viewers"], 42);
     let (_, offline) = app.get("/api/v1/channels?live=false", None).await;
     assert_eq!(offline["channels"][0]["name"], "lena_offline");
     assert_eq!(offline["channels"].as_array().unwrap().len(), 1);
+    let (_, one) = app.get("/api/v1/channels/lena_live", None).await;
+    assert_eq!(one["live"], true);
+
+    // The publisher leaves: offline, the session row closed, stream.ended announced.
+    drop(publication);
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), events.recv()).await.unwrap().unwrap();
+    assert_eq!(ended, Event::StreamEnded { channel: "lena_live".into(), session_id });
+    let (_, one) = app.get("/api/v1/channels/lena_live", None).await;
+    assert_eq!(one["live"], false);
+    let row = sqlx::query("SELECT started_at, ended_at FROM stream_sessions WHERE id = $1")
+        .bind(session_id)
+        .fetch_one(app.state.db().pool())
+        .await
+        .unwrap();
+    let (started, ended): (i64, Option<i64>) = (row.get("started_at"), row.get("ended_at"));
+    assert!(ended.is_some_and(|ended| ended >= started));
+    let (status, _) = app.get("/live/lena_live/master.m3u8", None).await;
+    assert_eq!(status, 404);
     app.stop().await;
 }
 

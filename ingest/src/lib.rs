@@ -1,46 +1,48 @@
-//! Ingest: accepts publishers and turns them into `MediaFrame` streams. RTMP (rml_rtmp) and WHIP
-//! arrive with the live-ingest issue; until then the RTMP listener accepts and closes connections,
-//! so that the port is bound, reported and shut down like the finished server will do it.
+//! Ingest: accepts publishers and turns each into a stream of `StreamEvent`s (codec configurations
+//! and `MediaFrame`s). RTMP today (rml_rtmp), WHIP later. The crate knows nothing of HTTP or the
+//! database: whether a stream key may publish, and where its frames go, is the server's answer to
+//! `PublishAuthority::authorize`.
 
+pub mod rtmp;
+
+use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use serde::Deserialize;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use aether_media::StreamEvent;
+use tokio::sync::mpsc;
 
-/// Default RTMP listen address (CONTRACT.md).
-pub const DEFAULT_RTMP_LISTEN: &str = "0.0.0.0:1935";
+pub use rtmp::{RtmpConfig, serve_rtmp};
 
-/// `[rtmp]` settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RtmpConfig {
-    pub listen: SocketAddr,
+/// A client asking to publish.
+#[derive(Debug, Clone)]
+pub struct PublishRequest {
+    /// The RTMP application (`live`).
+    pub app: String,
+    /// The stream name, i.e. the stream key (any `?query` removed).
+    pub stream_key: String,
+    pub peer: SocketAddr,
 }
 
-impl Default for RtmpConfig {
-    fn default() -> Self {
-        Self { listen: DEFAULT_RTMP_LISTEN.parse().expect("valid default address") }
-    }
+/// An accepted publisher: its events go to `events` until the connection ends, which drops the
+/// sender and so tells the receiver that the stream is over.
+#[derive(Debug)]
+pub struct Publication {
+    /// For logs and metrics (the channel name).
+    pub name: String,
+    pub events: mpsc::Sender<StreamEvent>,
 }
 
-/// Runs the RTMP listener until `shutdown` is cancelled.
-pub async fn serve_rtmp(listener: TcpListener, shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((socket, peer)) => {
-                    tracing::info!(%peer, "rtmp connection closed: publishing is not implemented yet");
-                    drop(socket);
-                }
-                Err(error) => {
-                    // Usually EMFILE: back off instead of spinning on a listener that cannot accept.
-                    tracing::warn!(%error, "rtmp accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("unknown stream key")]
+    UnknownKey,
+    #[error("the channel is already live")]
+    AlreadyLive,
+    #[error("publishing is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The server's side of publishing: checks the key, opens the stream.
+pub trait PublishAuthority: Send + Sync + 'static {
+    fn authorize(&self, request: PublishRequest) -> impl Future<Output = Result<Publication, Refusal>> + Send;
 }

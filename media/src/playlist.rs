@@ -49,8 +49,9 @@ fn secs(ticks: i64) -> f64 {
     ticks as f64 / f64::from(TIMEBASE)
 }
 
-/// The live media playlist of one rendition.
-pub fn media_playlist(packager: &Packager, reports: &[RenditionReport]) -> String {
+/// The live media playlist of one rendition. `prefix` goes before every media URI (e.g. a
+/// directory naming the broadcast, so that URIs never repeat across broadcasts).
+pub fn media_playlist(packager: &Packager, prefix: &str, reports: &[RenditionReport]) -> String {
     let config = packager.config();
     let mut out = String::with_capacity(2048);
     let target =
@@ -78,7 +79,7 @@ pub fn media_playlist(packager: &Packager, reports: &[RenditionReport]) -> Strin
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
         if current_init != Some(init_id) {
-            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", Resource::Init(init_id).file_name());
+            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{prefix}{}\"", Resource::Init(init_id).file_name());
             current_init = Some(init_id);
         }
     };
@@ -86,7 +87,7 @@ pub fn media_playlist(packager: &Packager, reports: &[RenditionReport]) -> Strin
         let independent = if independent { ",INDEPENDENT=YES" } else { "" };
         let _ = writeln!(
             out,
-            "#EXT-X-PART:DURATION={:.5},URI=\"{}\"{independent}",
+            "#EXT-X-PART:DURATION={:.5},URI=\"{prefix}{}\"{independent}",
             secs(duration),
             Resource::Part(msn, index).file_name()
         );
@@ -97,8 +98,12 @@ pub fn media_playlist(packager: &Packager, reports: &[RenditionReport]) -> Strin
         for (index, part) in segment.parts.iter().enumerate() {
             parts_line(&mut out, segment.msn, index, part.duration_ticks, part.independent);
         }
-        let _ =
-            writeln!(out, "#EXTINF:{:.5},\n{}", segment.duration_secs(), Resource::Segment(segment.msn).file_name());
+        let _ = writeln!(
+            out,
+            "#EXTINF:{:.5},\n{prefix}{}",
+            segment.duration_secs(),
+            Resource::Segment(segment.msn).file_name()
+        );
     }
     if let Some(open) = open {
         map(&mut out, open.init_id, open.discontinuity);
@@ -109,7 +114,7 @@ pub fn media_playlist(packager: &Packager, reports: &[RenditionReport]) -> Strin
             }
             let _ = writeln!(
                 out,
-                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"",
+                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{prefix}{}\"",
                 Resource::Part(open.msn, open.parts.len()).file_name()
             );
         }

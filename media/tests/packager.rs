@@ -185,7 +185,7 @@ fn the_window_slides_and_old_media_is_released() {
     assert!(packager.segment(5).is_some());
     assert!(packager.part(5, 0).is_none(), "old segments keep no parts");
     assert!(packager.part(9, 3).is_some());
-    let text = playlist::media_playlist(&packager, &[]);
+    let text = playlist::media_playlist(&packager, "", &[]);
     assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:7\n"), "{text}");
     assert!(!text.contains("seg-6.m4s"));
 }
@@ -210,7 +210,7 @@ fn the_media_playlist_carries_the_ll_hls_tags_and_parses() {
     let mut packager = Packager::new(PackagerConfig::default());
     feed(&mut packager, 5);
     let report = RenditionReport { uri: "../720p/index.m3u8".into(), last_msn: 2, last_part: Some(1) };
-    let text = playlist::media_playlist(&packager, &[report]);
+    let text = playlist::media_playlist(&packager, "", &[report]);
     for tag in [
         "#EXT-X-VERSION:9",
         "#EXT-X-TARGETDURATION:2\n",
@@ -226,6 +226,15 @@ fn the_media_playlist_carries_the_ll_hls_tags_and_parses() {
         "#EXT-X-RENDITION-REPORT:URI=\"../720p/index.m3u8\",LAST-MSN=2,LAST-PART=1",
     ] {
         assert!(text.contains(tag), "missing {tag:?} in\n{text}");
+    }
+    let prefixed = playlist::media_playlist(&packager, "17/", &[]);
+    for uri in [
+        "URI=\"17/init-0.mp4\"",
+        "URI=\"17/part-0-0.m4s\"",
+        "\n17/seg-0.m4s\n",
+        "PRELOAD-HINT:TYPE=PART,URI=\"17/part-2-1.m4s\"",
+    ] {
+        assert!(prefixed.contains(uri), "{uri} in {prefixed}");
     }
     let parsed = m3u8_rs::parse_media_playlist_res(text.as_bytes()).expect("a valid media playlist");
     assert_eq!(parsed.segments.len(), 2);
@@ -268,7 +277,7 @@ fn a_new_codec_configuration_starts_a_new_init_segment_after_a_discontinuity() {
     assert!(switched.discontinuity);
     assert_eq!(switched.start_dts, 120 * FRAME, "at the next keyframe");
     assert!(packager.init(1).is_some() && packager.init(0).is_some());
-    let text = playlist::media_playlist(&packager, &[]);
+    let text = playlist::media_playlist(&packager, "", &[]);
     assert!(text.contains("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init-1.mp4\""), "{text}");
 }
 

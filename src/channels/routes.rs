@@ -34,7 +34,7 @@ struct ChannelView {
 }
 
 fn view(state: &AppState, channel: Channel) -> ChannelView {
-    let live = state.live().status(channel.id);
+    let live = state.live().status(&channel.name);
     ChannelView {
         live: live.is_some(),
         viewers: live.map_or(0, |stream| stream.viewers),
@@ -107,7 +107,7 @@ async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> 
         }
         Some(false) => {
             let mut found = super::list(state.db(), limit, offset).await?;
-            found.retain(|channel| state.live().status(channel.id).is_none());
+            found.retain(|channel| state.live().status(&channel.name).is_none());
             found
         }
         None => super::list(state.db(), limit, offset).await?,

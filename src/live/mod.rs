@@ -1,10 +1,108 @@
-//! The glue of the media core. For now the registry of live streams (channel -> status) that the
-//! channel API reads for `live` and `viewers`; the live-ingest issue adds stream sessions, HLS
-//! serving and the go-live / go-offline lifecycle that fill it.
+//! The glue of the media core: the registry of live streams (channel name -> stream), the
+//! publish authority that ingest asks (key check, one publisher per channel, a stream session
+//! row, the go-live / go-offline events), the per-stream packaging task, and HLS / LL-HLS
+//! serving straight from the in-memory window.
 
+mod http;
+mod publish;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use aether_media::packager::{Packager, PackagerConfig};
 use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use serde::Deserialize;
+use tokio::sync::watch;
+
+pub use http::router;
+pub use publish::{LivePublishers, end_unfinished_sessions};
 
 use crate::channels::ChannelId;
+
+/// `[hls]` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HlsConfig {
+    pub segment_seconds: f64,
+    pub part_seconds: f64,
+    pub low_latency: bool,
+    pub window_segments: usize,
+}
+
+impl HlsConfig {
+    pub fn packager(&self) -> PackagerConfig {
+        PackagerConfig {
+            segment_target_ms: (self.segment_seconds * 1000.0).round() as u32,
+            part_target_ms: self.low_latency.then(|| (self.part_seconds * 1000.0).round() as u32),
+            window_segments: self.window_segments,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.5..=30.0).contains(&self.segment_seconds) {
+            return Err("hls.segment_seconds must be 0.5 to 30".into());
+        }
+        if !(0.1..=self.segment_seconds).contains(&self.part_seconds) {
+            return Err("hls.part_seconds must be 0.1 to hls.segment_seconds".into());
+        }
+        if !(2..=100).contains(&self.window_segments) {
+            return Err("hls.window_segments must be 2 to 100".into());
+        }
+        Ok(())
+    }
+}
+
+/// One rendition's packager and the signal that it produced something.
+pub struct Rendition {
+    pub name: String,
+    packager: Mutex<Packager>,
+    changed: watch::Sender<u64>,
+}
+
+impl Rendition {
+    fn new(name: &str, config: PackagerConfig) -> Self {
+        Rendition { name: name.to_owned(), packager: Mutex::new(Packager::new(config)), changed: watch::Sender::new(0) }
+    }
+
+    /// The packager, for a short synchronous look or push; never held across an await.
+    pub fn packager(&self) -> MutexGuard<'_, Packager> {
+        self.packager.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn notify(&self) {
+        self.changed.send_modify(|version| *version += 1);
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+}
+
+/// A live broadcast.
+pub struct LiveStream {
+    pub channel_id: ChannelId,
+    pub channel: String,
+    pub session_id: i64,
+    pub started_at: i64,
+    /// The passthrough of the source; the ABR ladder adds more.
+    pub source: Rendition,
+    /// Set once the publisher is gone and the last segment flushed.
+    ended: std::sync::atomic::AtomicBool,
+}
+
+impl LiveStream {
+    pub fn renditions(&self) -> impl Iterator<Item = &Rendition> {
+        std::iter::once(&self.source)
+    }
+
+    pub fn has_ended(&self) -> bool {
+        self.ended.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn rendition(&self, name: &str) -> Option<&Rendition> {
+        self.renditions().find(|rendition| rendition.name == name)
+    }
+}
 
 /// What the rest of the server may know about a channel that is live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,25 +111,47 @@ pub struct LiveStatus {
     pub viewers: u64,
 }
 
-#[derive(Debug, Default)]
+/// Live streams by channel name.
+#[derive(Default)]
 pub struct LiveRegistry {
-    streams: DashMap<ChannelId, LiveStatus>,
+    streams: DashMap<String, Arc<LiveStream>>,
 }
 
 impl LiveRegistry {
-    pub fn status(&self, channel: ChannelId) -> Option<LiveStatus> {
-        self.streams.get(&channel).map(|entry| *entry)
+    pub fn get(&self, channel: &str) -> Option<Arc<LiveStream>> {
+        self.streams.get(channel).map(|entry| entry.clone())
+    }
+
+    pub fn status(&self, channel: &str) -> Option<LiveStatus> {
+        // Viewer counts arrive with chat presence.
+        self.streams.get(channel).map(|stream| LiveStatus { started_at: stream.started_at, viewers: 0 })
     }
 
     pub fn live_channels(&self) -> Vec<ChannelId> {
-        self.streams.iter().map(|entry| *entry.key()).collect()
+        self.streams.iter().map(|entry| entry.channel_id).collect()
     }
 
-    pub fn set_live(&self, channel: ChannelId, status: LiveStatus) {
-        self.streams.insert(channel, status);
+    pub fn len(&self) -> usize {
+        self.streams.len()
     }
 
-    pub fn set_offline(&self, channel: ChannelId) {
-        self.streams.remove(&channel);
+    pub fn is_empty(&self) -> bool {
+        self.streams.is_empty()
+    }
+
+    /// Registers `stream` unless its channel is already live.
+    fn insert(&self, stream: Arc<LiveStream>) -> Result<(), Arc<LiveStream>> {
+        match self.streams.entry(stream.channel.clone()) {
+            Entry::Occupied(_) => Err(stream),
+            Entry::Vacant(slot) => {
+                slot.insert(stream);
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes the stream if it is still the registered one for its channel.
+    fn remove(&self, stream: &LiveStream) {
+        self.streams.remove_if(&stream.channel, |_, current| current.session_id == stream.session_id);
     }
 }

@@ -220,3 +220,80 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// An ffmpeg process publishing a synthetic stream like OBS does: H.264 High profile with
+/// B-frames and 2 s keyframe interval, AAC 48 kHz stereo, in real time. Killed on drop.
+pub struct Publisher {
+    pub child: std::process::Child,
+}
+
+impl Publisher {
+    pub fn start(rtmp: std::net::SocketAddr, key: &str, seconds: u32) -> Publisher {
+        Self::start_with(
+            rtmp,
+            key,
+            seconds,
+            &["-c:v", "libx264", "-profile:v", "high", "-preset", "veryfast", "-bf", "2"],
+        )
+    }
+
+    /// `video_args` replace the video encoder settings (e.g. another codec).
+    pub fn start_with(rtmp: std::net::SocketAddr, key: &str, seconds: u32, video_args: &[&str]) -> Publisher {
+        let duration = seconds.to_string();
+        let child = std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re"])
+            .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+            .args(["-t", &duration])
+            .args(video_args)
+            .args(["-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-b:v", "800k"])
+            .args(["-c:a", "aac", "-ar", "48000", "-ac", "2", "-b:a", "96k"])
+            .args(["-f", "flv", &format!("rtmp://{rtmp}/live/{key}")])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("ffmpeg runs (scripts/install-deps.sh test installs it)");
+        Publisher { child }
+    }
+
+    /// Waits for ffmpeg to exit; returns its success and what it printed.
+    pub fn wait(mut self, limit: std::time::Duration) -> (bool, String) {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = self.child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+                }
+                return (status.success(), stderr);
+            }
+            assert!(std::time::Instant::now() < deadline, "ffmpeg still running after {limit:?}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`.
+pub async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    limit: std::time::Duration,
+    mut check: impl FnMut() -> F,
+) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
