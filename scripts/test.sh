@@ -14,7 +14,7 @@ start_postgres
 
 log="$AETHER_SERVICES_DIR/cargo-test.log"
 status=0
-cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
+cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 # One closing line over every test binary (cargo prints one per binary, the last often a crate
 # with no doc tests).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }

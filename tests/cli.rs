@@ -4,96 +4,16 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use support::process::{Server, aether, loopback_serve};
+
+use std::io::Write;
+use std::process::Stdio;
 use std::time::Duration;
 
 use aether::channels::keys::{self, StreamKey};
 use aether::config::{Config, Sources};
 use aether::db::Db;
 use serde_json::json;
-
-const BIN: &str = env!("CARGO_BIN_EXE_aether");
-
-fn aether(data_dir: &Path) -> Command {
-    let mut command = Command::new(BIN);
-    command.env("AETHER_DATA_DIR", data_dir).env_remove("AETHER_DATABASE__URL").env_remove("AETHER_CONFIG");
-    command
-}
-
-/// A running `aether serve` whose stdout lines arrive on a channel.
-struct Server {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Server {
-    fn start(mut command: Command) -> Server {
-        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Server { child, lines, seen: Vec::new() }
-    }
-
-    /// The first line containing `needle`, waiting up to 20 s.
-    fn wait_for(&mut self, needle: &str) -> String {
-        if let Some(line) = self.seen.iter().find(|line| line.contains(needle)) {
-            return line.clone();
-        }
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no line with {needle:?}; saw {:#?}", self.seen),
-            }
-        }
-    }
-
-    /// The addresses of the `listening http=ADDR rtmp=ADDR` line.
-    fn addresses(&mut self) -> (SocketAddr, SocketAddr) {
-        let line = self.wait_for("listening");
-        let field = |name: &str| -> SocketAddr {
-            let start = line.find(&format!("{name}=")).unwrap_or_else(|| panic!("{line}")) + name.len() + 1;
-            line[start..].split_whitespace().next().unwrap().trim_matches('"').parse().unwrap()
-        };
-        (field("http"), field("rtmp"))
-    }
-
-    /// Sends SIGTERM and returns whether the process exited successfully within 10 s.
-    fn terminate(mut self) -> bool {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        for _ in 0..100 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        self.child.kill().unwrap();
-        panic!("the server did not stop within 10 s of SIGTERM");
-    }
-}
-
-fn loopback_serve(data_dir: &Path) -> Command {
-    let mut command = aether(data_dir);
-    command.args(["serve", "--http-listen", "127.0.0.1:0", "--rtmp-listen", "127.0.0.1:0"]);
-    command
-}
 
 #[tokio::test]
 async fn serve_logs_its_addresses_answers_and_stops_cleanly_on_sigterm() {
@@ -112,12 +32,16 @@ async fn serve_logs_its_addresses_answers_and_stops_cleanly_on_sigterm() {
     assert_eq!(health.status(), 200);
     assert!(dir.path().join("aether.db").exists(), "SQLite lives in the data dir");
 
-    // Until the live-ingest issue, the RTMP port accepts and closes.
+    // The RTMP port answers a handshake: C0 (version 3) + C1 -> S0 starts with version 3.
     let mut socket = std::net::TcpStream::connect(rtmp).unwrap();
     socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let _ = socket.write_all(&[3u8; 1537]);
-    let mut buf = [0u8; 16];
-    assert_eq!(std::io::Read::read(&mut socket, &mut buf).unwrap_or(0), 0, "connection closed");
+    let mut hello = vec![3u8];
+    hello.extend_from_slice(&[0u8; 1536]);
+    socket.write_all(&hello).unwrap();
+    let mut s0 = [0u8; 1];
+    std::io::Read::read_exact(&mut socket, &mut s0).unwrap();
+    assert_eq!(s0[0], 3);
+    drop(socket);
 
     assert!(server.terminate(), "exit status 0 after SIGTERM");
 }

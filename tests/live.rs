@@ -178,3 +178,122 @@ async fn a_killed_publisher_takes_the_channel_offline_and_the_server_stays_up() 
     wait_live(&app, "crash_live").await;
     app.stop().await;
 }
+
+/// Completes an RTMP handshake as a client on `socket`.
+async fn client_handshake(socket: &mut tokio::net::TcpStream) {
+    use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut handshake = Handshake::new(PeerType::Client);
+    socket.write_all(&handshake.generate_outbound_p0_and_p1().unwrap()).await.unwrap();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let n = socket.read(&mut buffer).await.unwrap();
+        assert!(n > 0, "server closed during the handshake");
+        match handshake.process_bytes(&buffer[..n]).unwrap() {
+            HandshakeProcessResult::InProgress { response_bytes } => socket.write_all(&response_bytes).await.unwrap(),
+            HandshakeProcessResult::Completed { response_bytes, .. } => {
+                socket.write_all(&response_bytes).await.unwrap();
+                return;
+            }
+        }
+    }
+}
+
+/// Reads until the server closes the connection; panics if it is still open after `limit`.
+async fn closed_within(socket: &mut tokio::net::TcpStream, limit: Duration) {
+    use tokio::io::AsyncReadExt;
+    let mut sink = [0u8; 8192];
+    let closed = tokio::time::timeout(limit, async {
+        loop {
+            match socket.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server kept the connection open");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_rtmp_clients_are_closed_and_logged_while_other_streams_play() {
+    use std::io::Write as _;
+    use support::process::{Server, aether};
+    use tokio::io::AsyncWriteExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut admin = aether(dir.path())
+        .args(["admin", "create", "--username", "host", "--email", "host@example.com", "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    admin.stdin.take().unwrap().write_all(b"long password\n").unwrap();
+    assert!(admin.wait().unwrap().success());
+    let create = |name: &str| {
+        let created = aether(dir.path()).args(["channel", "create", name, "--owner", "host"]).output().unwrap();
+        let stdout = String::from_utf8(created.stdout).unwrap();
+        stdout.lines().find_map(|line| line.strip_prefix("stream key (shown once): ")).unwrap().to_owned()
+    };
+    let key = create("good_live");
+    let other_key = create("codec_live");
+
+    let mut command = aether(dir.path());
+    command.env("AETHER_RTMP__IDLE_TIMEOUT", "1").args([
+        "serve",
+        "--http-listen",
+        "127.0.0.1:0",
+        "--rtmp-listen",
+        "127.0.0.1:0",
+    ]);
+    let mut server = Server::start(command);
+    let (http, rtmp) = server.addresses();
+    let client = reqwest::Client::new();
+    let get = |path: &str| client.get(format!("http://{http}{path}")).send();
+
+    let _good = Publisher::start(rtmp, &key, 20);
+    eventually(Duration::from_secs(20), || async {
+        (get("/live/good_live/master.m3u8").await.ok()?.status() == 200).then_some(())
+    })
+    .await
+    .expect("the good stream goes live");
+
+    // Garbage instead of a handshake.
+    let mut socket = tokio::net::TcpStream::connect(rtmp).await.unwrap();
+    socket.write_all(&[0xab; 1537]).await.unwrap();
+    closed_within(&mut socket, Duration::from_secs(5)).await;
+    server.wait_for("handshake failed");
+
+    // A handshake that stops halfway: dropped after the idle timeout.
+    let mut socket = tokio::net::TcpStream::connect(rtmp).await.unwrap();
+    let mut partial = vec![3u8];
+    partial.extend_from_slice(&[0; 700]);
+    socket.write_all(&partial).await.unwrap();
+    closed_within(&mut socket, Duration::from_secs(5)).await;
+    server.wait_for("no data for 1 s");
+
+    // A chunk size beyond what RTMP allows (the top bit must be zero).
+    let mut socket = tokio::net::TcpStream::connect(rtmp).await.unwrap();
+    client_handshake(&mut socket).await;
+    let set_chunk_size = [0x02, 0, 0, 0, 0, 0, 4, 0x01, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff];
+    socket.write_all(&set_chunk_size).await.unwrap();
+    closed_within(&mut socket, Duration::from_secs(5)).await;
+    server.wait_for("protocol error");
+
+    // A codec we cannot carry (Sorenson H.263).
+    let (ok, _) = Publisher::start_with(rtmp, &other_key, 3, &["-c:v", "flv1"]).wait(Duration::from_secs(20));
+    assert!(!ok, "the publish fails");
+    let refused = server.wait_for("unsupported video codec");
+    assert!(refused.contains("Sorenson") || refused.contains("codec id 2"), "{refused}");
+    let offline = eventually(Duration::from_secs(5), || async {
+        let channel: serde_json::Value = get("/api/v1/channels/codec_live").await.ok()?.json().await.ok()?;
+        (channel["live"] == false).then_some(())
+    })
+    .await;
+    assert!(offline.is_some(), "the refused stream does not stay live");
+
+    // Through all of it the good stream kept playing and the server kept answering.
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    let playlist = get("/live/good_live/source/index.m3u8").await.unwrap().text().await.unwrap();
+    assert!(playlist.contains("#EXT-X-PART:"), "{playlist}");
+    assert!(server.terminate(), "clean exit");
+}

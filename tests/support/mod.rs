@@ -3,6 +3,8 @@
 //! and names in `AETHER_TEST_POSTGRES_URL`), with helpers for the common API calls.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -2,7 +2,9 @@
 //! and server session turn bytes into events and responses; this loop only reads (with an idle
 //! timeout), writes the responses in order, asks the server about publish requests and forwards
 //! media. Every way a connection can go wrong ends here as a `ConnectionError`, logged once by
-//! the caller; nothing a client sends can panic the server.
+//! the caller; nothing a client sends can panic the server. Memory per connection is bounded by
+//! the RTMP message size (24-bit lengths: under 16 MiB), whatever chunk size a client announces
+//! (rml_rtmp refuses sizes above 2^31 - 1), and by `rtmp.max_connections`.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -20,9 +22,6 @@ use super::convert::{ConvertError, FlvConverter};
 use super::{APP_NAME, RtmpConfig};
 use crate::{PublishAuthority, PublishRequest, Refusal};
 
-/// The largest chunk size a client may announce: RTMP messages are at most 2^24 - 1 bytes, so a
-/// larger chunk is never needed and only asks us to buffer more.
-const MAX_CLIENT_CHUNK_SIZE: u32 = 0xFF_FFFF;
 const READ_BUFFER: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +40,6 @@ pub enum ConnectionError {
     Refused(#[from] Refusal),
     #[error("RTMP playback is not offered (watch over HLS)")]
     PlayRequested,
-    #[error("chunk size {0} is larger than any RTMP message")]
-    ChunkSizeTooLarge(u32),
     #[error("cannot carry the stream: {0}")]
     Media(#[from] ConvertError),
     #[error("the server ended the stream")]
@@ -188,9 +185,6 @@ impl<A: PublishAuthority> Connection<'_, A> {
         queue: &mut std::collections::VecDeque<ServerSessionResult>,
     ) -> Result<Option<ConnectionError>, ConnectionError> {
         match event {
-            ServerSessionEvent::ClientChunkSizeChanged { new_chunk_size } if new_chunk_size > MAX_CLIENT_CHUNK_SIZE => {
-                return Ok(Some(ConnectionError::ChunkSizeTooLarge(new_chunk_size)));
-            }
             ServerSessionEvent::ConnectionRequested { request_id, app_name } => {
                 if app_name.trim_end_matches('/') != APP_NAME {
                     queue.extend(session.reject_request(
