@@ -91,6 +91,20 @@ async fn an_rtmp_publish_becomes_ll_hls_that_ffprobe_reads() {
     assert_eq!(status, 200);
     assert_eq!(headers["content-type"], "video/mp4");
     assert!(headers["cache-control"].to_str().unwrap().contains("immutable"));
+    // A segment is served as exactly its parts, in order.
+    let last_segment = playlist.lines().filter(|l| l.ends_with(".m4s") && !l.starts_with('#')).last().unwrap();
+    let (prefix, name) = last_segment.rsplit_once('/').unwrap();
+    let msn = name.trim_start_matches("seg-").trim_end_matches(".m4s");
+    let bytes = |path: String| {
+        let request = app.client.get(app.url(&path)).send();
+        async move { request.await.unwrap().bytes().await.unwrap().to_vec() }
+    };
+    let whole = bytes(format!("/live/demo_live/source/{last_segment}")).await;
+    let mut joined = Vec::new();
+    for index in 0..playlist.matches(&format!("part-{msn}-")).count() {
+        joined.extend(bytes(format!("/live/demo_live/source/{prefix}/part-{msn}-{index}.m4s")).await);
+    }
+    assert!(!whole.is_empty() && whole == joined, "segment of {} bytes, parts {} bytes", whole.len(), joined.len());
     let (status, _, _) = text(&app, "/live/demo_live/source/999/seg-0.m4s").await;
     assert_eq!(status, 404, "another broadcast's media");
 

@@ -6,12 +6,12 @@
 //! `part_target`, at frame boundaries. Video is held back one frame so that each sample's duration
 //! is known (the next frame's decode time minus its own); audio frames wait in a small bounded
 //! queue until the part they fall into closes. A segment's bytes are its parts' bytes in order,
-//! so a player may fetch either. A change of codec configuration starts a new init segment at the
+//! kept once, so a player may fetch either at no extra memory. A change of codec configuration starts a new init segment at the
 //! next segment boundary, marked as a discontinuity. Pure: the caller passes the wall clock.
 
 use std::collections::VecDeque;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::aac::AacConfig;
 use crate::avc::AvcConfig;
@@ -62,14 +62,28 @@ pub struct Segment {
     pub init_id: u32,
     /// Starts a new init segment or follows a gap: `#EXT-X-DISCONTINUITY`.
     pub discontinuity: bool,
-    /// Emptied once the segment is old enough that its parts are no longer listed.
+    /// The segment's bytes are its parts' bytes in order: kept once, served either way.
     pub parts: Vec<Part>,
-    pub data: Bytes,
+    /// Whether the playlist still lists the parts (only for the newest segments).
+    pub parts_listed: bool,
 }
 
 impl Segment {
     pub fn duration_secs(&self) -> f64 {
         self.duration_ticks as f64 / f64::from(TIMEBASE)
+    }
+
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(|part| part.data.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The segment's bytes, as the parts' buffers in order (no copy).
+    pub fn chunks(&self) -> Vec<Bytes> {
+        self.parts.iter().map(|part| part.data.clone()).collect()
     }
 }
 
@@ -423,10 +437,6 @@ impl Packager {
         if open.parts.is_empty() {
             return;
         }
-        let mut data = BytesMut::with_capacity(open.parts.iter().map(|p| p.data.len()).sum());
-        for part in &open.parts {
-            data.extend_from_slice(&part.data);
-        }
         let duration_ticks = boundary - open.start_dts;
         self.max_segment_ticks = self.max_segment_ticks.max(duration_ticks);
         self.segments.push_back(Segment {
@@ -437,7 +447,7 @@ impl Packager {
             init_id: open.init_id,
             discontinuity: open.discontinuity,
             parts: open.parts,
-            data: data.freeze(),
+            parts_listed: true,
         });
         self.stats.segments += 1;
         produced.push(Produced::Segment { msn: open.msn });
@@ -448,7 +458,7 @@ impl Packager {
         }
         let keep_parts_from = self.segments.len().saturating_sub(SEGMENTS_WITH_PARTS);
         for segment in self.segments.iter_mut().take(keep_parts_from) {
-            segment.parts = Vec::new();
+            segment.parts_listed = false;
         }
     }
 
@@ -513,8 +523,9 @@ impl Packager {
         self.open.as_ref()
     }
 
-    pub fn segment(&self, msn: u64) -> Option<Bytes> {
-        self.segments.iter().find(|s| s.msn == msn).map(|s| s.data.clone())
+    /// A complete segment's bytes, as its parts' buffers in order.
+    pub fn segment(&self, msn: u64) -> Option<Vec<Bytes>> {
+        self.segments.iter().find(|s| s.msn == msn).map(Segment::chunks)
     }
 
     pub fn part(&self, msn: u64, index: usize) -> Option<Bytes> {
@@ -580,8 +591,8 @@ impl Packager {
             let ticks: i64 = open.parts.iter().map(|p| p.duration_ticks).sum();
             return (ticks > 0).then(|| (rate(bytes, ticks), rate(bytes, ticks)));
         }
-        let peak = self.segments.iter().map(|s| rate(s.data.len(), s.duration_ticks)).max()?;
-        let bytes: usize = self.segments.iter().map(|s| s.data.len()).sum();
+        let peak = self.segments.iter().map(|s| rate(s.len(), s.duration_ticks)).max()?;
+        let bytes: usize = self.segments.iter().map(Segment::len).sum();
         let ticks: i64 = self.segments.iter().map(|s| s.duration_ticks).sum();
         Some((peak, rate(bytes, ticks)))
     }

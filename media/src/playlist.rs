@@ -95,7 +95,7 @@ pub fn media_playlist(packager: &Packager, prefix: &str, reports: &[RenditionRep
     for segment in &window {
         map(&mut out, segment.init_id, segment.discontinuity);
         let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(segment.program_date_time_ms));
-        for (index, part) in segment.parts.iter().enumerate() {
+        for (index, part) in segment.parts.iter().enumerate().filter(|_| segment.parts_listed) {
             parts_line(&mut out, segment.msn, index, part.duration_ticks, part.independent);
         }
         let _ = writeln!(

@@ -89,8 +89,10 @@ fn segments_are_cut_at_keyframes_and_split_into_parts_within_the_target() {
         for part in &segment.parts {
             assert!(part.duration_ticks <= 45_000, "a part longer than PART-TARGET");
         }
+        let served: Vec<u8> = packager.segment(segment.msn).unwrap().iter().flat_map(|c| c.iter().copied()).collect();
         let joined: Vec<u8> = segment.parts.iter().flat_map(|p| p.data.iter().copied()).collect();
-        assert_eq!(joined, segment.data.to_vec(), "a segment is its parts in order");
+        assert_eq!(served, joined, "a segment is its parts in order");
+        assert_eq!(segment.len(), joined.len());
     }
     assert!(produced.contains(&Produced::Segment { msn: 2 }));
     assert!(produced.contains(&Produced::Part { msn: 3, index: 0 }));
@@ -183,11 +185,16 @@ fn the_window_slides_and_old_media_is_released() {
     assert_eq!(listed, [7, 8, 9]);
     assert!(packager.segment(4).is_none());
     assert!(packager.segment(5).is_some());
-    assert!(packager.part(5, 0).is_none(), "old segments keep no parts");
     assert!(packager.part(9, 3).is_some());
     let text = playlist::media_playlist(&packager, "", &[]);
     assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:7\n"), "{text}");
     assert!(!text.contains("seg-6.m4s"));
+    // Parts are listed for the last three segments only (about three target durations).
+    assert!(text.contains("part-7-0.m4s") && text.contains("part-10-0.m4s"), "{text}");
+    let mut longer = Packager::new(PackagerConfig::default());
+    feed(&mut longer, 21);
+    let text = playlist::media_playlist(&longer, "", &[]);
+    assert!(!text.contains("part-6-0.m4s") && text.contains("part-7-0.m4s"), "{text}");
 }
 
 #[test]

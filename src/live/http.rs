@@ -10,6 +10,7 @@ use std::time::Duration;
 use aether_media::packager::Packager;
 use aether_media::playlist::{self, RenditionReport, Resource, Variant};
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -68,10 +69,17 @@ async fn wait_for(
     }
 }
 
-fn respond(kind: &'static str, content_type: &'static str, cache: &'static str, body: Bytes) -> Response {
+/// A response of `chunks` sent one after another (a segment is its parts), without copying.
+fn respond(kind: &'static str, content_type: &'static str, cache: &'static str, chunks: Vec<Bytes>) -> Response {
+    let length: usize = chunks.iter().map(Bytes::len).sum();
     metrics::counter!("aether_hls_requests_total", "kind" => kind).increment(1);
-    metrics::counter!("aether_hls_bytes_total").increment(body.len() as u64);
+    metrics::counter!("aether_hls_bytes_total").increment(length as u64);
+    let body = match <[Bytes; 1]>::try_from(chunks) {
+        Ok([single]) => Body::from(single),
+        Err(chunks) => Body::from_stream(futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>))),
+    };
     let mut response = body.into_response();
+    response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
@@ -93,7 +101,7 @@ async fn master(State(state): State<AppState>, Path(channel): Path<String>) -> A
         .renditions()
         .filter_map(|rendition| Variant::of(&rendition.packager(), format!("{}/index.m3u8", rendition.name)))
         .collect();
-    Ok(respond("master", PLAYLIST, NO_CACHE, playlist::multivariant_playlist(&variants).into()))
+    Ok(respond("master", PLAYLIST, NO_CACHE, vec![playlist::multivariant_playlist(&variants).into()]))
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,7 +162,7 @@ async fn media_playlist(
         .collect();
     let prefix = format!("{}/", stream.session_id);
     let text = playlist::media_playlist(&rendition.packager(), &prefix, &reports);
-    Ok(respond("playlist", PLAYLIST, NO_CACHE, text.into()))
+    Ok(respond("playlist", PLAYLIST, NO_CACHE, vec![text.into()]))
 }
 
 async fn media_file(
@@ -169,8 +177,8 @@ async fn media_file(
     let rendition = stream.rendition(&rendition_name).ok_or_else(gone)?;
     let resource = Resource::parse(&file).ok_or_else(gone)?;
     let found = match resource {
-        Resource::Init(id) => rendition.packager().init(id).map(|bytes| ("init", bytes)),
-        Resource::Segment(msn) => rendition.packager().segment(msn).map(|bytes| ("segment", bytes)),
+        Resource::Init(id) => rendition.packager().init(id).map(|bytes| ("init", vec![bytes])),
+        Resource::Segment(msn) => rendition.packager().segment(msn).map(|chunks| ("segment", chunks)),
         Resource::Part(msn, index) => {
             // The hinted next part (or the first of the next segment) is worth waiting for.
             let upcoming = |p: &Packager| {
@@ -181,9 +189,9 @@ async fn media_file(
             if upcoming(&rendition.packager()) {
                 wait_for(&stream, rendition, hold(&state), |p| p.part(msn, index).is_some()).await;
             }
-            rendition.packager().part(msn, index).map(|bytes| ("part", bytes))
+            rendition.packager().part(msn, index).map(|bytes| ("part", vec![bytes]))
         }
     };
-    let (kind, bytes) = found.ok_or_else(gone)?;
-    Ok(respond(kind, MP4, IMMUTABLE, bytes))
+    let (kind, chunks) = found.ok_or_else(gone)?;
+    Ok(respond(kind, MP4, IMMUTABLE, chunks))
 }
