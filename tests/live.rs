@@ -92,7 +92,7 @@ async fn an_rtmp_publish_becomes_ll_hls_that_ffprobe_reads() {
     assert_eq!(headers["content-type"], "video/mp4");
     assert!(headers["cache-control"].to_str().unwrap().contains("immutable"));
     // A segment is served as exactly its parts, in order.
-    let last_segment = playlist.lines().filter(|l| l.ends_with(".m4s") && !l.starts_with('#')).last().unwrap();
+    let last_segment = playlist.lines().rfind(|l| l.ends_with(".m4s") && !l.starts_with('#')).unwrap();
     let (prefix, name) = last_segment.rsplit_once('/').unwrap();
     let msn = name.trim_start_matches("seg-").trim_end_matches(".m4s");
     let bytes = |path: String| {
