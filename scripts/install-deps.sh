@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages Aether needs on Debian, skipping what is already present.
 #   scripts/install-deps.sh run    what `aether serve` needs
-#   scripts/install-deps.sh test   that, plus what the test suite starts (PostgreSQL, ...)
+#   scripts/install-deps.sh test   that, plus what the test suite starts (PostgreSQL, ffmpeg, ...)
+#   scripts/install-deps.sh bench  that, plus the peers benchmarks run beside Aether (nginx-rtmp)
 # The Rust toolchain itself (1.95, see rust-toolchain in Cargo.toml) is not installed here.
 set -euo pipefail
 
@@ -9,12 +10,14 @@ profile="${1:-run}"
 
 run_packages=(ca-certificates pkg-config)
 test_packages=(postgresql ffmpeg)
+bench_packages=(nginx libnginx-mod-rtmp)
 
 packages=("${run_packages[@]}")
 case "$profile" in
   run) ;;
   test) packages+=("${test_packages[@]}") ;;
-  *) echo "usage: $0 run|test" >&2; exit 2 ;;
+  bench) packages+=("${test_packages[@]}" "${bench_packages[@]}") ;;
+  *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
 esac
 
 if ! command -v cargo >/dev/null 2>&1; then
