@@ -1,2 +1,20 @@
-//! The sharded WebSocket chat and presence hub: protocol, shards, presence, moderation and the
-//! Redis bridge for several nodes. Filled in by the chat issue.
+//! Chat: the sharded WebSocket chat and presence hub. Rooms (one per channel) are spread over
+//! shard tasks by hash; each shard owns its rooms' members, history, presence and moderation
+//! state. `Session` is the per-connection protocol core (parse, limits, routing) that the server's
+//! WebSocket driver feeds; `Directory` is how the hub asks the server about rooms and records
+//! moderation. The Redis bridge for several nodes is not built yet.
+
+pub mod config;
+mod hub;
+pub mod ids;
+pub mod limits;
+pub mod protocol;
+mod session;
+mod shard;
+
+pub use config::ChatConfig;
+pub use hub::{
+    BoxFuture, ChatUser, CloseReason, ConnId, Control, Directory, Hub, Member, ModerationAction, ModerationRecord,
+    RoomSeed,
+};
+pub use session::Session;

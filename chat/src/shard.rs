@@ -1,0 +1,528 @@
+//! A shard: one task that owns a set of rooms outright (members, history ring, presence,
+//! moderation state), so the hot path takes no lock. A message is stamped and serialized once
+//! and the same `Bytes` is queued to every member; a member whose queue is full is closed as a
+//! slow consumer instead of being buffered. Rooms are loaded from the `Directory` on first use
+//! (commands wait meanwhile) and dropped some minutes after their last member left.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::ChatConfig;
+use crate::hub::{ChatUser, CloseReason, ConnId, Directory, Member, ModerationAction, ModerationRecord, RoomSeed};
+use crate::ids::MessageId;
+use crate::protocol::{self, ChatUserView, ErrorCode, MessageFields};
+
+/// How long a room with no members keeps its history and state.
+const EMPTY_ROOM_TTL: Duration = Duration::from_secs(300);
+/// Commands that may wait for a room to load.
+const MAX_WAITING: usize = 10_000;
+pub const MAX_TIMEOUT_SECS: u64 = 14 * 24 * 3600;
+pub const MAX_SLOW_SECS: u64 = 3600;
+
+#[derive(Debug)]
+pub enum Command {
+    Join { room: String, member: Member, since: Option<String> },
+    Leave { room: String, conn: ConnId, reply: bool },
+    Send { room: String, conn: ConnId, user: Arc<ChatUser>, text: String, nonce: Option<String>, queued: Instant },
+    Moderate { room: String, conn: ConnId, actor: Arc<ChatUser>, action: ModerationAction },
+    Notice { room: String, text: String },
+    SetModerator { room: String, user: String, moderator: bool },
+    Loaded { room: String, seed: Result<Option<RoomSeed>, String> },
+}
+
+impl Command {
+    fn room(&self) -> &str {
+        match self {
+            Command::Join { room, .. }
+            | Command::Leave { room, .. }
+            | Command::Send { room, .. }
+            | Command::Moderate { room, .. }
+            | Command::Notice { room, .. }
+            | Command::SetModerator { room, .. }
+            | Command::Loaded { room, .. } => room,
+        }
+    }
+}
+
+struct HistoryEntry {
+    seq: u64,
+    author: String,
+    frame: Bytes,
+}
+
+struct Room {
+    name: String,
+    epoch: u64,
+    next_seq: u64,
+    history: VecDeque<HistoryEntry>,
+    history_limit: usize,
+    members: HashMap<ConnId, Member>,
+    /// Signed-in users present, with their connection counts.
+    users: HashMap<String, usize>,
+    owner: String,
+    moderators: HashSet<String>,
+    banned: HashSet<String>,
+    timeouts: HashMap<String, Instant>,
+    slow: Duration,
+    last_sent: HashMap<String, Instant>,
+    presence_sent: (usize, usize),
+    empty_since: Option<Instant>,
+}
+
+enum Slot {
+    Loading(Vec<Command>),
+    Ready(Box<Room>),
+}
+
+pub struct Shard {
+    index: usize,
+    config: ChatConfig,
+    directory: Arc<dyn Directory>,
+    presence: Arc<DashMap<String, usize>>,
+    own_queue: mpsc::WeakSender<Command>,
+    /// Room loads and moderation records run here, so that shutdown waits for them.
+    tasks: TaskTracker,
+    rooms: HashMap<String, Slot>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn reply(member: &Member, frame: Bytes) {
+    if let Err(TrySendError::Full(_)) = member.outbox.try_send(frame) {
+        member.control.close(CloseReason::SlowConsumer);
+        metrics::counter!("aether_chat_slow_consumers_total").increment(1);
+    }
+}
+
+impl Shard {
+    pub fn new(
+        index: usize,
+        config: ChatConfig,
+        directory: Arc<dyn Directory>,
+        presence: Arc<DashMap<String, usize>>,
+        own_queue: mpsc::WeakSender<Command>,
+        tasks: TaskTracker,
+    ) -> Self {
+        Shard { index, config, directory, presence, own_queue, tasks, rooms: HashMap::new() }
+    }
+
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_millis(self.config.presence_interval_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batch = Vec::with_capacity(64);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                received = commands.recv_many(&mut batch, 64) => {
+                    if received == 0 {
+                        break;
+                    }
+                    for command in batch.drain(..) {
+                        self.handle(command);
+                    }
+                }
+                _ = tick.tick() => self.tick(Instant::now()),
+            }
+        }
+        for slot in self.rooms.values() {
+            if let Slot::Ready(room) = slot {
+                for member in room.members.values() {
+                    member.control.close(CloseReason::Shutdown);
+                }
+            }
+        }
+        tracing::debug!(shard = self.index, "chat shard stopped");
+    }
+
+    fn handle(&mut self, command: Command) {
+        let name = command.room().to_owned();
+        if let Command::Loaded { seed, .. } = command {
+            return self.loaded(name, seed);
+        }
+        match self.rooms.get_mut(&name) {
+            Some(Slot::Ready(room)) => {
+                if let Some(record) = room.handle(command) {
+                    self.persist(record);
+                }
+            }
+            Some(Slot::Loading(waiting)) => {
+                if waiting.len() < MAX_WAITING {
+                    waiting.push(command);
+                } else if let Command::Join { member, .. } = command {
+                    reply(&member, protocol::error(ErrorCode::Unavailable, "the room is busy; try again"));
+                }
+            }
+            None => {
+                // Only a join brings a room into memory; anything else for an absent room is moot.
+                let Command::Join { .. } = command else { return };
+                self.rooms.insert(name.clone(), Slot::Loading(vec![command]));
+                let (directory, queue) = (self.directory.clone(), self.own_queue.clone());
+                self.tasks.spawn(async move {
+                    let seed = directory.load_room(name.clone()).await;
+                    if let Some(queue) = queue.upgrade() {
+                        let _ = queue.send(Command::Loaded { room: name, seed }).await;
+                    }
+                });
+            }
+        }
+    }
+
+    fn loaded(&mut self, name: String, seed: Result<Option<RoomSeed>, String>) {
+        let Some(Slot::Loading(waiting)) = self.rooms.remove(&name) else { return };
+        let seed = match seed {
+            Ok(Some(seed)) => seed,
+            Ok(None) | Err(_) => {
+                let (code, text) = match &seed {
+                    Err(error) => {
+                        tracing::warn!(room = %name, %error, "loading a chat room failed");
+                        (ErrorCode::Unavailable, "the room cannot be loaded right now")
+                    }
+                    _ => (ErrorCode::NotFound, "no such room"),
+                };
+                for command in waiting {
+                    if let Command::Join { member, .. } = command {
+                        reply(&member, protocol::error(code, text));
+                    }
+                }
+                return;
+            }
+        };
+        let mut room = Box::new(Room {
+            name: name.clone(),
+            epoch: now_ms().max(1) as u64,
+            next_seq: 1,
+            history: VecDeque::with_capacity(self.config.history.min(1024)),
+            history_limit: self.config.history,
+            members: HashMap::new(),
+            users: HashMap::new(),
+            owner: seed.owner,
+            moderators: seed.moderators,
+            banned: seed.banned,
+            timeouts: HashMap::new(),
+            slow: Duration::ZERO,
+            last_sent: HashMap::new(),
+            presence_sent: (0, 0),
+            empty_since: None,
+        });
+        for command in waiting {
+            if let Some(record) = room.handle(command) {
+                self.persist(record);
+            }
+        }
+        metrics::gauge!("aether_chat_rooms").increment(1.0);
+        self.rooms.insert(name, Slot::Ready(room));
+    }
+
+    /// Hands a moderation record to the directory (audit log, ban list) off the hot path.
+    fn persist(&self, record: ModerationRecord) {
+        self.tasks.spawn(self.directory.record(record));
+    }
+
+    fn tick(&mut self, now: Instant) {
+        let presence = &self.presence;
+        self.rooms.retain(|name, slot| {
+            let Slot::Ready(room) = slot else { return true };
+            room.broadcast_presence(presence);
+            room.timeouts.retain(|_, until| *until > now);
+            let slow = room.slow;
+            room.last_sent.retain(|_, at| now.saturating_duration_since(*at) < slow);
+            let expired = room.empty_since.is_some_and(|since| now.saturating_duration_since(since) > EMPTY_ROOM_TTL);
+            if expired {
+                presence.remove(name);
+                metrics::gauge!("aether_chat_rooms").decrement(1.0);
+            }
+            !expired
+        });
+    }
+}
+
+impl Room {
+    /// Handles one command; a moderation action comes back as a record to persist.
+    fn handle(&mut self, command: Command) -> Option<ModerationRecord> {
+        match command {
+            Command::Join { member, since, .. } => self.join(member, since),
+            Command::Leave { conn, reply: answer, .. } => {
+                if let Some(member) = self.remove(conn)
+                    && answer
+                {
+                    reply(&member, protocol::left(&self.name));
+                }
+            }
+            Command::Send { conn, user, text, nonce, queued, .. } => {
+                self.send(conn, &user, &text, nonce.as_deref(), queued)
+            }
+            Command::Moderate { conn, actor, action, .. } => return self.moderate(conn, &actor, action),
+            Command::Notice { text, .. } => {
+                let frame = protocol::notice(&self.name, &text);
+                self.broadcast(&frame, None);
+            }
+            Command::SetModerator { user, moderator, .. } => {
+                if moderator {
+                    self.moderators.insert(user);
+                } else {
+                    self.moderators.remove(&user);
+                }
+            }
+            Command::Loaded { .. } => {}
+        }
+        None
+    }
+
+    fn join(&mut self, member: Member, since: Option<String>) {
+        let (history, recovered) = match since.as_deref().map(MessageId::parse) {
+            None => (self.history.iter().map(|entry| entry.frame.clone()).collect::<Vec<_>>(), None),
+            Some(since) => match since {
+                // Everything after `since` is still held: replay exactly that.
+                Some(id)
+                    if id.epoch == self.epoch && self.history.front().is_none_or(|first| first.seq <= id.seq + 1) =>
+                {
+                    let missed =
+                        self.history.iter().filter(|entry| entry.seq > id.seq).map(|entry| entry.frame.clone());
+                    (missed.collect(), Some(true))
+                }
+                _ => (self.history.iter().map(|entry| entry.frame.clone()).collect(), Some(false)),
+            },
+        };
+        if let Some(user) = &member.user {
+            *self.users.entry(user.name.clone()).or_default() += 1;
+        }
+        let conn = member.conn;
+        if let Some(previous) = self.members.insert(conn, member)
+            && let Some(user) = &previous.user
+        {
+            // A repeated join of the same connection replaces it; keep the user count right.
+            self.forget_user(&user.name);
+        }
+        self.empty_since = None;
+        let frame = protocol::joined(&self.name, &history, self.members.len(), recovered);
+        reply(&self.members[&conn], frame);
+    }
+
+    fn forget_user(&mut self, name: &str) {
+        if let Some(count) = self.users.get_mut(name) {
+            *count -= 1;
+            if *count == 0 {
+                self.users.remove(name);
+            }
+        }
+    }
+
+    fn remove(&mut self, conn: ConnId) -> Option<Member> {
+        let member = self.members.remove(&conn)?;
+        if let Some(user) = &member.user {
+            self.forget_user(&user.name);
+        }
+        if self.members.is_empty() {
+            self.empty_since = Some(Instant::now());
+        }
+        Some(member)
+    }
+
+    fn is_moderator(&self, user: &ChatUser) -> bool {
+        user.admin || user.name == self.owner || self.moderators.contains(&user.name)
+    }
+
+    fn badges(&self, user: &ChatUser) -> &'static [&'static str] {
+        if user.name == self.owner {
+            &["broadcaster"]
+        } else if self.moderators.contains(&user.name) {
+            &["moderator"]
+        } else if user.admin {
+            &["admin"]
+        } else {
+            &[]
+        }
+    }
+
+    fn send(&mut self, conn: ConnId, user: &ChatUser, text: &str, nonce: Option<&str>, queued: Instant) {
+        let Some(sender) = self.members.get(&conn) else { return };
+        let now = Instant::now();
+        let privileged = self.is_moderator(user);
+        let refusal = if self.banned.contains(&user.name) {
+            Some((ErrorCode::Banned, "you are banned from this room".to_owned()))
+        } else if let Some(until) = self.timeouts.get(&user.name).filter(|until| **until > now) {
+            Some((
+                ErrorCode::TimedOut,
+                format!("you are timed out for {} more s", until.duration_since(now).as_secs() + 1),
+            ))
+        } else if let Some(last) = self.last_sent.get(&user.name).filter(|_| !privileged && !self.slow.is_zero()) {
+            let wait = self.slow.saturating_sub(now.saturating_duration_since(*last));
+            (!wait.is_zero()).then(|| (ErrorCode::SlowMode, format!("slow mode: wait {} s", wait.as_secs() + 1)))
+        } else {
+            None
+        };
+        if let Some((code, message)) = refusal {
+            reply(sender, protocol::error(code, &message));
+            return;
+        }
+        let id = MessageId { epoch: self.epoch, seq: self.next_seq };
+        self.next_seq += 1;
+        let fields = MessageFields {
+            room: &self.name,
+            id: id.to_string(),
+            user: ChatUserView { name: &user.name, badges: self.badges(user) },
+            text,
+            ts: now_ms(),
+        };
+        let (shared, own) = protocol::msg(fields, nonce);
+        if !self.slow.is_zero() {
+            self.last_sent.insert(user.name.clone(), now);
+        }
+        self.history.push_back(HistoryEntry { seq: id.seq, author: user.name.clone(), frame: shared.clone() });
+        while self.history.len() > self.history_limit {
+            self.history.pop_front();
+        }
+        metrics::counter!("aether_chat_messages_total").increment(1);
+        match own {
+            Some(own) => {
+                self.broadcast(&shared, Some(conn));
+                if let Some(sender) = self.members.get(&conn) {
+                    reply(sender, own);
+                }
+            }
+            None => self.broadcast(&shared, None),
+        }
+        metrics::histogram!("aether_chat_fanout_seconds").record(queued.elapsed().as_secs_f64());
+    }
+
+    /// Queues `frame` to every member (but `except`); members that cannot take it are closed.
+    fn broadcast(&mut self, frame: &Bytes, except: Option<ConnId>) {
+        let mut slow = Vec::new();
+        let mut delivered = 0u64;
+        for (conn, member) in &self.members {
+            if Some(*conn) == except {
+                continue;
+            }
+            match member.outbox.try_send(frame.clone()) {
+                Ok(()) => delivered += 1,
+                Err(TrySendError::Full(_)) => {
+                    member.control.close(CloseReason::SlowConsumer);
+                    slow.push(*conn);
+                }
+                Err(TrySendError::Closed(_)) => slow.push(*conn),
+            }
+        }
+        metrics::counter!("aether_chat_deliveries_total").increment(delivered);
+        if !slow.is_empty() {
+            metrics::counter!("aether_chat_slow_consumers_total").increment(slow.len() as u64);
+            for conn in slow {
+                self.remove(conn);
+            }
+        }
+    }
+
+    fn broadcast_presence(&mut self, presence: &DashMap<String, usize>) {
+        let now = (self.members.len(), self.users.len());
+        if now == self.presence_sent {
+            return;
+        }
+        self.presence_sent = now;
+        presence.insert(self.name.clone(), now.0);
+        let frame = protocol::presence(&self.name, now.0, now.1);
+        self.broadcast(&frame, None);
+    }
+
+    fn moderate(&mut self, conn: ConnId, actor: &ChatUser, action: ModerationAction) -> Option<ModerationRecord> {
+        let member = self.members.get(&conn).cloned()?;
+        if !self.is_moderator(actor) {
+            reply(
+                &member,
+                protocol::error(
+                    ErrorCode::Forbidden,
+                    "only the channel's owner, its moderators and admins may moderate",
+                ),
+            );
+            return None;
+        }
+        let target = match &action {
+            ModerationAction::Timeout { user, .. }
+            | ModerationAction::Ban { user }
+            | ModerationAction::Unban { user } => Some(user.clone()),
+            _ => None,
+        };
+        if let Some(target) = &target {
+            let target_is_staff =
+                *target == self.owner || (self.moderators.contains(target) && actor.name != self.owner && !actor.admin);
+            if target_is_staff && !matches!(action, ModerationAction::Unban { .. }) {
+                reply(
+                    &member,
+                    protocol::error(
+                        ErrorCode::Forbidden,
+                        "the channel's owner and moderators cannot be sanctioned here",
+                    ),
+                );
+                return None;
+            }
+        }
+        let now = Instant::now();
+        let recorded = match action {
+            ModerationAction::Delete { id, .. } => {
+                let Some(parsed) = MessageId::parse(&id).filter(|parsed| parsed.epoch == self.epoch) else {
+                    reply(&member, protocol::error(ErrorCode::NotFound, "no such message"));
+                    return None;
+                };
+                let author = self
+                    .history
+                    .iter()
+                    .position(|entry| entry.seq == parsed.seq)
+                    .and_then(|at| self.history.remove(at))
+                    .map(|entry| entry.author);
+                let frame = protocol::deleted(&self.name, &id);
+                self.broadcast(&frame, None);
+                ModerationAction::Delete { id, author }
+            }
+            ModerationAction::Timeout { user, seconds } => {
+                let seconds = seconds.clamp(1, MAX_TIMEOUT_SECS);
+                self.timeouts.insert(user.clone(), now + Duration::from_secs(seconds));
+                let frame = protocol::notice(&self.name, &format!("{user} was timed out for {seconds} s"));
+                self.broadcast(&frame, None);
+                ModerationAction::Timeout { user, seconds }
+            }
+            ModerationAction::Ban { user } => {
+                self.banned.insert(user.clone());
+                self.timeouts.remove(&user);
+                let frame = protocol::notice(&self.name, &format!("{user} was banned"));
+                self.broadcast(&frame, None);
+                ModerationAction::Ban { user }
+            }
+            ModerationAction::Unban { user } => {
+                self.banned.remove(&user);
+                self.timeouts.remove(&user);
+                let frame = protocol::notice(&self.name, &format!("{user} was unbanned"));
+                self.broadcast(&frame, None);
+                ModerationAction::Unban { user }
+            }
+            ModerationAction::Slow { seconds } => {
+                let seconds = seconds.min(MAX_SLOW_SECS);
+                self.slow = Duration::from_secs(seconds);
+                let text = if seconds == 0 {
+                    "slow mode is off".to_owned()
+                } else {
+                    format!("slow mode: one message every {seconds} s")
+                };
+                let frame = protocol::notice(&self.name, &text);
+                self.broadcast(&frame, None);
+                ModerationAction::Slow { seconds }
+            }
+        };
+        metrics::counter!("aether_chat_moderation_total").increment(1);
+        tracing::info!(room = %self.name, actor = %actor.name, action = ?recorded, "chat moderation");
+        Some(ModerationRecord {
+            room: self.name.clone(),
+            actor_id: actor.id,
+            actor: actor.name.clone(),
+            action: recorded,
+            at_ms: now_ms(),
+        })
+    }
+}
