@@ -11,8 +11,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use aether_chat::Hub;
+
 use crate::auth::session::SessionToken;
 use crate::auth::throttle::AttemptLimiter;
+use crate::chat::{ChatDirectory, ConnectionCounts};
 use crate::config::Config;
 use crate::db::Db;
 use crate::events::EventBus;
@@ -33,6 +36,10 @@ struct Inner {
     attempts: AttemptLimiter,
     live: LiveRegistry,
     bus: EventBus,
+    hub: Hub,
+    chat_connections: Arc<ConnectionCounts>,
+    /// Cancelled when the server starts shutting down; long-lived connections watch it.
+    stopping: CancellationToken,
     /// Background work that must finish before shutdown completes (stream packaging, ...).
     tasks: TaskTracker,
     /// The one-time first-run token; `None` once an admin was created through it, or when the
@@ -59,6 +66,18 @@ impl AppState {
 
     pub fn bus(&self) -> &EventBus {
         &self.inner.bus
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    pub fn chat_connections(&self) -> &Arc<ConnectionCounts> {
+        &self.inner.chat_connections
+    }
+
+    pub fn stopping(&self) -> &CancellationToken {
+        &self.inner.stopping
     }
 
     pub fn tasks(&self) -> &TaskTracker {
@@ -97,11 +116,17 @@ impl App {
         } else {
             None
         };
+        let tasks = TaskTracker::new();
+        let stopping = CancellationToken::new();
+        let hub = Hub::start(config.chat.clone(), Arc::new(ChatDirectory::new(db.clone())), &tasks, stopping.clone());
         let inner = Inner {
+            hub,
+            chat_connections: Arc::default(),
+            stopping,
             attempts: AttemptLimiter::per_minute(config.auth.attempts_per_minute),
             live: LiveRegistry::default(),
             bus: EventBus::default(),
-            tasks: TaskTracker::new(),
+            tasks,
             setup_token: Mutex::new(setup_token),
             config,
             db,
@@ -148,6 +173,15 @@ impl App {
         let rtmp_config = state.config().rtmp.clone();
         tracker.spawn(aether_ingest::serve_rtmp(rtmp, rtmp_config, publishers, shutdown.child_token()));
         tracker.spawn(sweep_sessions(state.clone(), shutdown.child_token()));
+        tracker.spawn(crate::chat::relay_stream_events(state.clone(), shutdown.child_token()));
+        // Long-lived connections (chat sockets, chat shards) end when shutdown begins, so that
+        // the HTTP server's graceful shutdown is not held open by them.
+        let stopping = state.stopping().clone();
+        let trigger = shutdown.clone();
+        tracker.spawn(async move {
+            trigger.cancelled().await;
+            stopping.cancel();
+        });
 
         let router = crate::http::router(state.clone());
         let served = axum::serve(http, router.into_make_service_with_connect_info::<SocketAddr>())
@@ -156,6 +190,7 @@ impl App {
         // Whatever ended the HTTP server ends the rest too. Ingest stops first (its connections
         // close, so every stream flushes its last segment), then the stream tasks finish.
         shutdown.cancel();
+        state.stopping().cancel();
         tracker.close();
         tracker.wait().await;
         state.tasks().close();

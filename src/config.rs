@@ -25,6 +25,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub channels: ChannelsConfig,
     pub hls: crate::live::HlsConfig,
+    pub chat: aether_chat::ChatConfig,
     pub log: LogConfig,
 }
 
@@ -157,6 +158,7 @@ impl Config {
             return invalid("auth.session_ttl_hours and auth.attempts_per_minute must be at least 1");
         }
         self.hls.validate().map_err(ConfigError::Value)?;
+        self.chat.validate().map_err(ConfigError::Value)?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid("log.level is not a valid filter");
         }

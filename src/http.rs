@@ -10,7 +10,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::{auth, channels, live, ops, telemetry};
+use crate::{auth, channels, chat, live, ops, telemetry};
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config().http.body_limit_bytes;
@@ -18,6 +18,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(auth::router())
         .merge(channels::router())
+        .merge(chat::router())
         .merge(live::router())
         .route("/setup", get(setup_page))
         .fallback(not_found)

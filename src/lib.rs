@@ -5,6 +5,7 @@
 pub mod app;
 pub mod auth;
 pub mod channels;
+pub mod chat;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -37,7 +37,7 @@ fn view(state: &AppState, channel: Channel) -> ChannelView {
     let live = state.live().status(&channel.name);
     ChannelView {
         live: live.is_some(),
-        viewers: live.map_or(0, |stream| stream.viewers),
+        viewers: state.hub().viewers(&channel.name) as u64,
         name: channel.name,
         title: channel.title,
         category: channel.category,

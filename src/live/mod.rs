@@ -108,7 +108,6 @@ impl LiveStream {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LiveStatus {
     pub started_at: i64,
-    pub viewers: u64,
 }
 
 /// Live streams by channel name.
@@ -123,8 +122,7 @@ impl LiveRegistry {
     }
 
     pub fn status(&self, channel: &str) -> Option<LiveStatus> {
-        // Viewer counts arrive with chat presence.
-        self.streams.get(channel).map(|stream| LiveStatus { started_at: stream.started_at, viewers: 0 })
+        self.streams.get(channel).map(|stream| LiveStatus { started_at: stream.started_at })
     }
 
     pub fn live_channels(&self) -> Vec<ChannelId> {

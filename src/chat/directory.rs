@@ -1,0 +1,117 @@
+//! The chat hub's view of the database: a room is a channel (owner, moderators, bans), and every
+//! moderation action lands in `moderation_log` (bans and unbans also in `channel_bans`).
+
+use std::collections::HashSet;
+
+use aether_chat::{BoxFuture, Directory, ModerationAction, ModerationRecord, RoomSeed};
+use sqlx::Row;
+
+use crate::db::Db;
+
+pub struct ChatDirectory {
+    db: Db,
+}
+
+impl ChatDirectory {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+}
+
+async fn load(db: Db, room: String) -> Result<Option<RoomSeed>, sqlx::Error> {
+    let Some(channel) =
+        sqlx::query("SELECT c.id, u.username FROM channels c JOIN users u ON u.id = c.owner_id WHERE c.name = $1")
+            .bind(&room)
+            .fetch_optional(db.pool())
+            .await?
+    else {
+        return Ok(None);
+    };
+    let channel_id: i64 = channel.try_get("id")?;
+    let names = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            let rows = sqlx::query(sql).bind(channel_id).fetch_all(db.pool()).await?;
+            rows.iter().map(|row| row.try_get::<String, _>("username")).collect::<Result<HashSet<_>, _>>()
+        }
+    };
+    let moderators =
+        names("SELECT u.username FROM channel_moderators m JOIN users u ON u.id = m.user_id WHERE m.channel_id = $1")
+            .await?;
+    let banned =
+        names("SELECT u.username FROM channel_bans b JOIN users u ON u.id = b.user_id WHERE b.channel_id = $1").await?;
+    Ok(Some(RoomSeed { owner: channel.try_get("username")?, moderators, banned }))
+}
+
+async fn record(db: Db, record: ModerationRecord) -> Result<(), sqlx::Error> {
+    let Some(channel) =
+        sqlx::query("SELECT id FROM channels WHERE name = $1").bind(&record.room).fetch_optional(db.pool()).await?
+    else {
+        return Ok(());
+    };
+    let channel_id: i64 = channel.try_get("id")?;
+    let (action, target, detail) = match &record.action {
+        ModerationAction::Delete { id, author } => ("delete", author.clone(), Some(format!("message {id}"))),
+        ModerationAction::Timeout { user, seconds } => ("timeout", Some(user.clone()), Some(format!("{seconds} s"))),
+        ModerationAction::Ban { user } => ("ban", Some(user.clone()), None),
+        ModerationAction::Unban { user } => ("unban", Some(user.clone()), None),
+        ModerationAction::Slow { seconds } => ("slow", None, Some(format!("{seconds} s"))),
+    };
+    let mut tx = db.pool().begin().await?;
+    sqlx::query(
+        "INSERT INTO moderation_log (channel_id, actor_id, action, target, detail, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(channel_id)
+    .bind(record.actor_id)
+    .bind(action)
+    .bind(target.clone())
+    .bind(detail)
+    .bind(record.at_ms)
+    .execute(&mut *tx)
+    .await?;
+    if let (Some(user), "ban" | "unban") = (&target, action) {
+        let user_id: Option<i64> = sqlx::query("SELECT id FROM users WHERE username = $1")
+            .bind(user)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| row.try_get("id"))
+            .transpose()?;
+        if let Some(user_id) = user_id {
+            if action == "ban" {
+                sqlx::query(
+                    "INSERT INTO channel_bans (channel_id, user_id, banned_by, created_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (channel_id, user_id) DO NOTHING",
+                )
+                .bind(channel_id)
+                .bind(user_id)
+                .bind(record.actor_id)
+                .bind(record.at_ms)
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                sqlx::query("DELETE FROM channel_bans WHERE channel_id = $1 AND user_id = $2")
+                    .bind(channel_id)
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+    }
+    tx.commit().await
+}
+
+impl Directory for ChatDirectory {
+    fn load_room(&self, room: String) -> BoxFuture<Result<Option<RoomSeed>, String>> {
+        let db = self.db.clone();
+        Box::pin(async move { load(db, room).await.map_err(|error| error.to_string()) })
+    }
+
+    fn record(&self, moderation: ModerationRecord) -> BoxFuture<()> {
+        let db = self.db.clone();
+        Box::pin(async move {
+            if let Err(error) = record(db, moderation).await {
+                tracing::error!(%error, "recording a chat moderation action failed");
+            }
+        })
+    }
+}

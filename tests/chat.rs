@@ -1,0 +1,323 @@
+//! Chat over real WebSockets against a real server, on SQLite and PostgreSQL.
+
+mod support;
+
+use std::time::Duration;
+
+use aether::events::Event;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use sqlx::Row;
+use support::{Backend, TestApp};
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+struct Ws {
+    socket: Socket,
+}
+
+impl Ws {
+    async fn connect(app: &TestApp, token: Option<&str>) -> Ws {
+        let url = match token {
+            Some(token) => format!("ws://{}/ws?token={token}", app.addr),
+            None => format!("ws://{}/ws", app.addr),
+        };
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("the upgrade succeeds");
+        Ws { socket }
+    }
+
+    async fn send(&mut self, frame: Value) {
+        self.socket.send(Message::text(frame.to_string())).await.unwrap();
+    }
+
+    async fn raw(&mut self, message: Message) {
+        self.socket.send(message).await.unwrap();
+    }
+
+    /// The next frame of `kind`, skipping others (presence, notices, ...).
+    async fn next(&mut self, kind: &str) -> Value {
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(5), self.socket.next())
+                .await
+                .unwrap_or_else(|_| panic!("no {kind} frame within 5 s"))
+                .expect("the socket is open")
+                .expect("a frame");
+            if let Message::Text(text) = message {
+                let value: Value = serde_json::from_str(&text).unwrap();
+                if value["type"] == kind {
+                    return value;
+                }
+            }
+        }
+    }
+
+    async fn join(&mut self, room: &str) -> Value {
+        self.send(json!({"type": "join", "room": room})).await;
+        self.next("joined").await
+    }
+
+    async fn say(&mut self, room: &str, text: &str) -> Value {
+        self.send(json!({"type": "send", "room": room, "text": text})).await;
+        loop {
+            let message = self.next("msg").await;
+            if message["text"] == text {
+                return message;
+            }
+        }
+    }
+}
+
+async fn chat_app(backend: Backend) -> Option<TestApp> {
+    TestApp::spawn_with(backend, |config| {
+        config.chat.presence_interval_ms = 100;
+        config.chat.max_violations_per_minute = 100;
+    })
+    .await
+}
+
+on_both_backends!(
+    the_protocol_works_end_to_end_and_bad_frames_keep_the_socket_open,
+    moderation_is_for_the_owner_moderators_and_admins_and_bans_persist,
+    a_reconnecting_client_recovers_what_it_missed,
+    presence_reaches_the_room_and_the_channel_api,
+);
+
+async fn the_protocol_works_end_to_end_and_bad_frames_keep_the_socket_open(backend: Backend) {
+    let Some(app) = chat_app(backend).await else { return };
+    let owner = app.signup("alice").await;
+    app.create_channel(&owner, "alice_tv").await;
+    let bob = app.signup("bob").await;
+
+    let mut viewer = Ws::connect(&app, None).await;
+    let joined = viewer.join("alice_tv").await;
+    assert_eq!(joined["history"], json!([]));
+    assert_eq!(joined["presence"]["count"], 1);
+    let mut bob_ws = Ws::connect(&app, Some(&bob)).await;
+    bob_ws.join("alice_tv").await;
+    bob_ws.send(json!({"type": "send", "room": "alice_tv", "text": "hello <b>world</b>", "nonce": "c-1"})).await;
+    let own = bob_ws.next("msg").await;
+    assert_eq!(own["nonce"], "c-1");
+    let seen = viewer.next("msg").await;
+    assert_eq!(seen["text"], "hello <b>world</b>", "text is sent as-is; the UI escapes it");
+    assert_eq!(seen["user"]["name"], "bob");
+    assert!(seen.get("nonce").is_none());
+    assert!(seen["ts"].as_i64().unwrap() > 1_700_000_000_000);
+
+    viewer.send(json!({"type": "ping"})).await;
+    viewer.next("pong").await;
+    viewer.send(json!({"type": "send", "room": "alice_tv", "text": "hi"})).await;
+    assert_eq!(viewer.next("error").await["code"], "unauthorized");
+
+    // Bad input is answered and the socket stays open.
+    viewer.raw(Message::text("{not json")).await;
+    assert_eq!(viewer.next("error").await["code"], "bad_request");
+    viewer.raw(Message::text(json!({"type": "send", "room": "alice_tv", "text": "x".repeat(6000)}).to_string())).await;
+    assert_eq!(viewer.next("error").await["code"], "frame_too_large");
+    viewer.raw(Message::binary(vec![1, 2, 3])).await;
+    assert_eq!(viewer.next("error").await["code"], "bad_request");
+    viewer.send(json!({"type": "join", "room": "nobody_here"})).await;
+    assert_eq!(viewer.next("error").await["code"], "not_found");
+    viewer.send(json!({"type": "join", "room": "../etc"})).await;
+    assert_eq!(viewer.next("error").await["code"], "not_found");
+    bob_ws.send(json!({"type": "send", "room": "alice_tv", "text": "y".repeat(501)})).await;
+    assert_eq!(bob_ws.next("error").await["code"], "invalid_message");
+    viewer.send(json!({"type": "ping"})).await;
+    viewer.next("pong").await;
+
+    viewer.send(json!({"type": "leave", "room": "alice_tv"})).await;
+    viewer.next("left").await;
+    bob_ws.say("alice_tv", "anyone?").await;
+    viewer.send(json!({"type": "ping"})).await;
+    let next = viewer.next("pong").await;
+    assert_eq!(next["type"], "pong", "no messages after leaving");
+
+    // A stream event becomes a notice in the room.
+    app.state.bus().publish(Event::StreamStarted { channel: "alice_tv".into(), session_id: 1 });
+    assert_eq!(bob_ws.next("notice").await["text"], "the stream started");
+
+    // An invalid token is refused at the upgrade.
+    let refused = tokio_tungstenite::connect_async(format!("ws://{}/ws?token={}", app.addr, "0".repeat(64))).await;
+    assert!(refused.is_err());
+    app.stop().await;
+}
+
+async fn moderation_is_for_the_owner_moderators_and_admins_and_bans_persist(backend: Backend) {
+    let Some(app) = chat_app(backend).await else { return };
+    let owner = app.signup("olga").await;
+    app.create_channel(&owner, "olga_tv").await;
+    let carol = app.signup("carol").await;
+    let troll = app.signup("troll").await;
+
+    let (status, reply) =
+        app.send(reqwest::Method::PUT, "/api/v1/channels/olga_tv/moderators/carol", Some(&troll), json!({})).await;
+    assert_eq!(status, 403, "{reply}");
+    let (status, _) =
+        app.send(reqwest::Method::PUT, "/api/v1/channels/olga_tv/moderators/carol", Some(&owner), json!({})).await;
+    assert_eq!(status, 204);
+    let (_, list) = app.get("/api/v1/channels/olga_tv/moderators", Some(&owner)).await;
+    assert_eq!(list["moderators"], json!(["carol"]));
+
+    let mut owner_ws = Ws::connect(&app, Some(&owner)).await;
+    let mut carol_ws = Ws::connect(&app, Some(&carol)).await;
+    let mut troll_ws = Ws::connect(&app, Some(&troll)).await;
+    for ws in [&mut owner_ws, &mut carol_ws, &mut troll_ws] {
+        ws.join("olga_tv").await;
+    }
+    let spam = troll_ws.say("olga_tv", "buy followers").await;
+    troll_ws.send(json!({"type": "timeout", "room": "olga_tv", "user": "carol", "seconds": 60})).await;
+    assert_eq!(troll_ws.next("error").await["code"], "forbidden");
+
+    carol_ws.send(json!({"type": "delete", "room": "olga_tv", "id": spam["id"]})).await;
+    assert_eq!(owner_ws.next("deleted").await["id"], spam["id"]);
+    carol_ws.send(json!({"type": "ban", "room": "olga_tv", "user": "troll"})).await;
+    troll_ws.next("notice").await;
+    troll_ws.send(json!({"type": "send", "room": "olga_tv", "text": "again"})).await;
+    assert_eq!(troll_ws.next("error").await["code"], "banned");
+    owner_ws.send(json!({"type": "slow", "room": "olga_tv", "seconds": 10})).await;
+    while !carol_ws.next("notice").await["text"].as_str().unwrap().contains("slow mode") {}
+
+    // Removing a moderator takes effect in the live room.
+    let (status, _) =
+        app.send(reqwest::Method::DELETE, "/api/v1/channels/olga_tv/moderators/carol", Some(&owner), json!({})).await;
+    assert_eq!(status, 204);
+    carol_ws.send(json!({"type": "unban", "room": "olga_tv", "user": "troll"})).await;
+    assert_eq!(carol_ws.next("error").await["code"], "forbidden");
+
+    // Audited, and the ban is in the database.
+    let log = support::eventually(Duration::from_secs(5), || async {
+        let (_, log) = app.get("/api/v1/channels/olga_tv/moderation-log", Some(&owner)).await;
+        (log["entries"].as_array().map_or(0, Vec::len) >= 3).then_some(log)
+    })
+    .await
+    .expect("three audited actions");
+    let actions: Vec<&str> = log["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["slow", "ban", "delete"]);
+    assert_eq!(log["entries"][1]["actor"], "carol");
+    assert_eq!(log["entries"][1]["target"], "troll");
+    let (status, _) = app.get("/api/v1/channels/olga_tv/moderation-log", Some(&troll)).await;
+    assert_eq!(status, 403);
+    let bans: i64 =
+        sqlx::query("SELECT COUNT(*) AS n FROM channel_bans").fetch_one(app.state.db().pool()).await.unwrap().get("n");
+    assert_eq!(bans, 1);
+
+    // After a restart the ban still holds (the room reloads it from the database).
+    drop((owner_ws, carol_ws, troll_ws));
+    let app = app.restart().await;
+    let mut troll_ws = Ws::connect(&app, Some(&troll)).await;
+    troll_ws.join("olga_tv").await;
+    troll_ws.send(json!({"type": "send", "room": "olga_tv", "text": "i am back"})).await;
+    assert_eq!(troll_ws.next("error").await["code"], "banned");
+    app.stop().await;
+}
+
+async fn a_reconnecting_client_recovers_what_it_missed(backend: Backend) {
+    let Some(app) = chat_app(backend).await else { return };
+    let owner = app.signup("rita").await;
+    app.create_channel(&owner, "rita_tv").await;
+    let mut talker = Ws::connect(&app, Some(&owner)).await;
+    talker.join("rita_tv").await;
+    let mut viewer = Ws::connect(&app, None).await;
+    viewer.join("rita_tv").await;
+    talker.say("rita_tv", "first").await;
+    let last_seen = viewer.next("msg").await["id"].as_str().unwrap().to_owned();
+    drop(viewer);
+    talker.say("rita_tv", "second").await;
+    talker.say("rita_tv", "third").await;
+
+    let mut back = Ws::connect(&app, None).await;
+    back.send(json!({"type": "join", "room": "rita_tv", "since": last_seen})).await;
+    let joined = back.next("joined").await;
+    assert_eq!(joined["recovered"], true);
+    let texts: Vec<&str> = joined["history"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["second", "third"]);
+
+    let mut lost = Ws::connect(&app, None).await;
+    lost.send(json!({"type": "join", "room": "rita_tv", "since": "zz-1"})).await;
+    let joined = lost.next("joined").await;
+    assert_eq!(joined["recovered"], false, "an id from another epoch is never a continuation");
+    assert_eq!(joined["history"].as_array().unwrap().len(), 3);
+    app.stop().await;
+}
+
+async fn presence_reaches_the_room_and_the_channel_api(backend: Backend) {
+    let Some(app) = chat_app(backend).await else { return };
+    let owner = app.signup("pia").await;
+    app.create_channel(&owner, "pia_tv").await;
+    let mut first = Ws::connect(&app, Some(&owner)).await;
+    first.join("pia_tv").await;
+    let mut others = Vec::new();
+    for _ in 0..3 {
+        let mut ws = Ws::connect(&app, None).await;
+        ws.join("pia_tv").await;
+        others.push(ws);
+    }
+    let counted = support::eventually(Duration::from_secs(5), || async {
+        let (_, channel) = app.get("/api/v1/channels/pia_tv", None).await;
+        (channel["viewers"] == 4).then_some(())
+    })
+    .await;
+    assert!(counted.is_some(), "the channel API shows 4 viewers");
+    loop {
+        let presence = first.next("presence").await;
+        if presence["count"] == 4 {
+            assert_eq!(presence["users"], 1);
+            break;
+        }
+    }
+    drop(others);
+    loop {
+        if first.next("presence").await["count"] == 1 {
+            break;
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_disconnected_while_others_keep_up() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |config| {
+        config.chat.outbox_frames = 64;
+        // Large messages, so that the kernel's socket buffers (several MB) fill quickly.
+        config.chat.max_message_chars = 8000;
+        config.chat.max_frame_bytes = 16_384;
+        config.chat.messages_per_second = 100_000.0;
+        config.chat.user_messages_per_second = 100_000.0;
+    })
+    .await
+    .unwrap();
+    let owner = app.signup("sam").await;
+    app.create_channel(&owner, "sam_tv").await;
+
+    // A reader with a tiny receive window that never reads.
+    let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+    tcp.set_recv_buffer_size(4096).unwrap();
+    let stream = tcp.connect(app.addr).await.unwrap();
+    let (mut stuck, _) = tokio_tungstenite::client_async(format!("ws://{}/ws", app.addr), stream).await.unwrap();
+    stuck.send(Message::text(json!({"type": "join", "room": "sam_tv"}).to_string())).await.unwrap();
+
+    let mut reader = Ws::connect(&app, None).await;
+    reader.join("sam_tv").await;
+    let mut talker = Ws::connect(&app, Some(&owner)).await;
+    talker.join("sam_tv").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let text = "z".repeat(7900);
+    for i in 0..1500 {
+        talker.send(json!({"type": "send", "room": "sam_tv", "text": format!("{i} {text}")})).await;
+        if i % 10 == 9 {
+            // The reader (and the talker, who gets its own messages) keep up, in order.
+            for j in i - 9..=i {
+                let message = reader.next("msg").await;
+                assert!(message["text"].as_str().unwrap().starts_with(&format!("{j} ")), "{}", message["text"]);
+                talker.next("msg").await;
+            }
+        }
+    }
+    let disconnected = support::eventually(Duration::from_secs(5), || async {
+        let metrics = app.client.get(app.url("/metrics")).send().await.ok()?.text().await.ok()?;
+        metrics.lines().any(|l| l.starts_with("aether_chat_slow_consumers_total") && !l.ends_with(" 0")).then_some(())
+    })
+    .await;
+    assert!(disconnected.is_some(), "the stuck client was closed as a slow consumer");
+    app.stop().await;
+}
