@@ -27,6 +27,9 @@ pub struct ChatConfig {
     pub outbox_frames: usize,
     /// Limit violations within a minute after which the socket is closed.
     pub max_violations_per_minute: u32,
+    /// After a frame is ready for a connection, wait this long for more before writing, so that
+    /// busy rooms cost one write per connection per window instead of one per message.
+    pub coalesce_ms: u64,
 }
 
 impl Default for ChatConfig {
@@ -44,6 +47,7 @@ impl Default for ChatConfig {
             max_connections_per_ip: 200,
             outbox_frames: 512,
             max_violations_per_minute: 30,
+            coalesce_ms: 10,
         }
     }
 }
@@ -60,6 +64,9 @@ impl ChatConfig {
         }
         if self.max_message_chars == 0 || self.max_frame_bytes < 256 || self.outbox_frames < 8 {
             return Err("chat.max_message_chars >= 1, chat.max_frame_bytes >= 256, chat.outbox_frames >= 8".into());
+        }
+        if self.coalesce_ms > 1000 {
+            return Err("chat.coalesce_ms is at most 1000".into());
         }
         if self.history > 10_000 || self.presence_interval_ms < 100 {
             return Err("chat.history <= 10000 and chat.presence_interval_ms >= 100".into());

@@ -122,6 +122,7 @@ pub async fn socket(
 }
 
 async fn serve(socket: WebSocket, hub: Hub, user: Option<ChatUser>, stopping: CancellationToken) {
+    let coalesce = std::time::Duration::from_millis(hub.config().coalesce_ms);
     let (mut session, mut outbox, control) = Session::new(hub, user);
     let (mut sink, mut stream) = socket.split();
     let writer = async {
@@ -131,6 +132,17 @@ async fn serve(socket: WebSocket, hub: Hub, user: Option<ChatUser>, stopping: Ca
                 received = outbox.recv_many(&mut batch, WRITE_BATCH) => {
                     if received == 0 {
                         return;
+                    }
+                    if !coalesce.is_zero() && batch.len() < WRITE_BATCH {
+                        // Let a burst gather so that it goes out in one write.
+                        let deadline = tokio::time::Instant::now() + coalesce;
+                        while batch.len() < WRITE_BATCH {
+                            let room = WRITE_BATCH - batch.len();
+                            match tokio::time::timeout_at(deadline, outbox.recv_many(&mut batch, room)).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(_) => {}
+                            }
+                        }
                     }
                     for frame in batch.drain(..) {
                         // Frames are JSON made by serde_json: always UTF-8.
