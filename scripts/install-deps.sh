@@ -9,7 +9,7 @@ set -euo pipefail
 profile="${1:-run}"
 
 run_packages=(ca-certificates pkg-config)
-test_packages=(postgresql ffmpeg)
+test_packages=(postgresql ffmpeg redis-server)
 bench_packages=(nginx libnginx-mod-rtmp)
 
 packages=("${run_packages[@]}")

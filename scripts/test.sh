@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what is missing, starts throwaway services (PostgreSQL now;
-# Redis and an S3 server as the features that need them land), runs every test of the workspace
-# on SQLite and PostgreSQL, and tears the services down however the run ends.
+# The whole test suite: installs what is missing, starts throwaway services (PostgreSQL; the
+# Redis test starts and kills its own redis-server), runs every test of the workspace on SQLite
+# and PostgreSQL, and tears the services down however the run ends.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh --test api`).
 set -euo pipefail
 cd "$(dirname "$0")/.."

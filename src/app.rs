@@ -118,7 +118,8 @@ impl App {
         };
         let tasks = TaskTracker::new();
         let stopping = CancellationToken::new();
-        let hub = Hub::start(config.chat.clone(), Arc::new(ChatDirectory::new(db.clone())), &tasks, stopping.clone());
+        let directory = Arc::new(ChatDirectory::new(db.clone()));
+        let hub = Hub::start(config.chat.clone(), directory, config.redis.url.clone(), &tasks, stopping.clone());
         let inner = Inner {
             hub,
             chat_connections: Arc::default(),

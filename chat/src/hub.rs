@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -128,6 +128,21 @@ pub struct Member {
     pub control: Arc<Control>,
 }
 
+/// Which of `shards` owns `room`.
+fn shard_index(room: &str, shards: usize) -> usize {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    room.hash(&mut hasher);
+    (hasher.finish() % shards as u64) as usize
+}
+
+/// A random node id, so that a node can recognise (and drop) its own published events.
+fn rand_node_id() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    std::process::id().hash(&mut hasher);
+    std::time::SystemTime::now().hash(&mut hasher);
+    hasher.finish()
+}
+
 #[derive(Clone)]
 pub struct Hub {
     inner: Arc<HubInner>,
@@ -142,33 +157,48 @@ struct HubInner {
 }
 
 impl Hub {
-    /// Starts the shard tasks on `tasks`; they stop when `shutdown` is cancelled.
+    /// Starts the shard tasks on `tasks` (and, with `redis_url`, the bridge that joins this node
+    /// to the others on the same Redis); they stop when `shutdown` is cancelled.
     pub fn start(
         config: ChatConfig,
         directory: Arc<dyn Directory>,
+        redis_url: Option<String>,
         tasks: &TaskTracker,
         shutdown: CancellationToken,
     ) -> Hub {
         let presence = Arc::new(DashMap::new());
-        let shards = (0..config.shard_count())
-            .map(|index| {
-                let (sender, receiver) = mpsc::channel(SHARD_QUEUE);
-                let shard = shard::Shard::new(
-                    index,
-                    config.clone(),
-                    directory.clone(),
-                    presence.clone(),
-                    sender.downgrade(),
-                    tasks.clone(),
-                );
-                tasks.spawn(shard.run(receiver, shutdown.clone()));
-                sender
-            })
-            .collect();
+        let count = config.shard_count();
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..count).map(|_| mpsc::channel::<Command>(SHARD_QUEUE)).unzip();
+        let bridge = redis_url.map(|url| {
+            let shards = senders.clone();
+            let route: crate::bridge::Router = Arc::new(move |room: &str, command: Command| {
+                // The bridge never waits on a shard: a full shard queue drops the event.
+                if shards[shard_index(room, shards.len())].try_send(command).is_err() {
+                    metrics::counter!("aether_chat_bridge_dropped_total").increment(1);
+                }
+            });
+            let node = rand_node_id();
+            let (bridge, task) = crate::bridge::bridge(url, node, route);
+            tasks.spawn(task.run(shutdown.clone()));
+            bridge
+        });
+        for (index, receiver) in receivers.into_iter().enumerate() {
+            let own = senders[index].downgrade();
+            let shard = shard::Shard::new(
+                index,
+                config.clone(),
+                directory.clone(),
+                presence.clone(),
+                own,
+                tasks.clone(),
+                bridge.clone(),
+            );
+            tasks.spawn(shard.run(receiver, shutdown.clone()));
+        }
         Hub {
             inner: Arc::new(HubInner {
                 config,
-                shards,
+                shards: senders,
                 presence,
                 next_conn: AtomicU64::new(1),
                 user_buckets: DashMap::new(),
@@ -185,9 +215,7 @@ impl Hub {
     }
 
     fn shard(&self, room: &str) -> &mpsc::Sender<Command> {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        room.hash(&mut hasher);
-        &self.inner.shards[(hasher.finish() % self.inner.shards.len() as u64) as usize]
+        &self.inner.shards[shard_index(room, self.inner.shards.len())]
     }
 
     /// Queues a command for the room's shard; false if the hub is stopping.

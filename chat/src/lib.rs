@@ -2,8 +2,9 @@
 //! shard tasks by hash; each shard owns its rooms' members, history, presence and moderation
 //! state. `Session` is the per-connection protocol core (parse, limits, routing) that the server's
 //! WebSocket driver feeds; `Directory` is how the hub asks the server about rooms and records
-//! moderation. The Redis bridge for several nodes is not built yet.
+//! moderation. With Redis, the bridge joins several nodes into one chat.
 
+mod bridge;
 pub mod config;
 mod hub;
 pub mod ids;

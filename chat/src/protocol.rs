@@ -79,7 +79,7 @@ pub enum ErrorCode {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChatUserView<'a> {
     pub name: &'a str,
-    pub badges: &'a [&'static str],
+    pub badges: &'a [&'a str],
 }
 
 #[derive(Serialize)]

@@ -15,6 +15,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::bridge::{Bridge, BridgeCommand, RemoteEvent};
 use crate::config::ChatConfig;
 use crate::hub::{ChatUser, CloseReason, ConnId, Directory, Member, ModerationAction, ModerationRecord, RoomSeed};
 use crate::ids::MessageId;
@@ -29,13 +30,67 @@ pub const MAX_SLOW_SECS: u64 = 3600;
 
 #[derive(Debug)]
 pub enum Command {
-    Join { room: String, member: Member, since: Option<String> },
-    Leave { room: String, conn: ConnId, reply: bool },
-    Send { room: String, conn: ConnId, user: Arc<ChatUser>, text: String, nonce: Option<String>, queued: Instant },
-    Moderate { room: String, conn: ConnId, actor: Arc<ChatUser>, action: ModerationAction },
-    Notice { room: String, text: String },
-    SetModerator { room: String, user: String, moderator: bool },
-    Loaded { room: String, seed: Result<Option<RoomSeed>, String> },
+    Join {
+        room: String,
+        member: Member,
+        since: Option<String>,
+    },
+    Leave {
+        room: String,
+        conn: ConnId,
+        reply: bool,
+    },
+    Send {
+        room: String,
+        conn: ConnId,
+        user: Arc<ChatUser>,
+        text: String,
+        nonce: Option<String>,
+        queued: Instant,
+    },
+    Moderate {
+        room: String,
+        conn: ConnId,
+        actor: Arc<ChatUser>,
+        action: ModerationAction,
+    },
+    Notice {
+        room: String,
+        text: String,
+    },
+    SetModerator {
+        room: String,
+        user: String,
+        moderator: bool,
+    },
+    Loaded {
+        room: String,
+        seed: Result<Option<RoomSeed>, String>,
+    },
+    /// A message of this node's member got its id from the bridge (`None`: Redis unavailable,
+    /// use a local id).
+    Delivered {
+        room: String,
+        conn: ConnId,
+        user: Arc<ChatUser>,
+        text: String,
+        nonce: Option<String>,
+        badges: &'static [&'static str],
+        id: Option<MessageId>,
+        queued: Instant,
+    },
+    /// Something that happened in the room on another node.
+    Remote {
+        room: String,
+        event: RemoteEvent,
+        id: Option<MessageId>,
+    },
+    /// The other nodes' presence in the room.
+    RemotePresence {
+        room: String,
+        count: usize,
+        users: usize,
+    },
 }
 
 impl Command {
@@ -47,13 +102,16 @@ impl Command {
             | Command::Moderate { room, .. }
             | Command::Notice { room, .. }
             | Command::SetModerator { room, .. }
-            | Command::Loaded { room, .. } => room,
+            | Command::Loaded { room, .. }
+            | Command::Delivered { room, .. }
+            | Command::Remote { room, .. }
+            | Command::RemotePresence { room, .. } => room,
         }
     }
 }
 
 struct HistoryEntry {
-    seq: u64,
+    id: MessageId,
     author: String,
     frame: Bytes,
 }
@@ -74,6 +132,8 @@ struct Room {
     slow: Duration,
     last_sent: HashMap<String, Instant>,
     presence_sent: (usize, usize),
+    /// Members and users on other nodes (from the bridge).
+    remote_presence: (usize, usize),
     empty_since: Option<Instant>,
 }
 
@@ -90,6 +150,7 @@ pub struct Shard {
     own_queue: mpsc::WeakSender<Command>,
     /// Room loads and moderation records run here, so that shutdown waits for them.
     tasks: TaskTracker,
+    bridge: Option<Bridge>,
     rooms: HashMap<String, Slot>,
 }
 
@@ -112,8 +173,9 @@ impl Shard {
         presence: Arc<DashMap<String, usize>>,
         own_queue: mpsc::WeakSender<Command>,
         tasks: TaskTracker,
+        bridge: Option<Bridge>,
     ) -> Self {
-        Shard { index, config, directory, presence, own_queue, tasks, rooms: HashMap::new() }
+        Shard { index, config, directory, presence, own_queue, tasks, bridge, rooms: HashMap::new() }
     }
 
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>, shutdown: CancellationToken) {
@@ -151,7 +213,7 @@ impl Shard {
         }
         match self.rooms.get_mut(&name) {
             Some(Slot::Ready(room)) => {
-                if let Some(record) = room.handle(command) {
+                if let Some(record) = room.handle(command, self.bridge.as_ref()) {
                     self.persist(record);
                 }
             }
@@ -212,10 +274,14 @@ impl Shard {
             slow: Duration::ZERO,
             last_sent: HashMap::new(),
             presence_sent: (0, 0),
+            remote_presence: (0, 0),
             empty_since: None,
         });
+        if let Some(bridge) = &self.bridge {
+            bridge.note(BridgeCommand::Subscribe(name.clone()));
+        }
         for command in waiting {
-            if let Some(record) = room.handle(command) {
+            if let Some(record) = room.handle(command, self.bridge.as_ref()) {
                 self.persist(record);
             }
         }
@@ -230,8 +296,16 @@ impl Shard {
 
     fn tick(&mut self, now: Instant) {
         let presence = &self.presence;
+        let bridge = self.bridge.as_ref();
         self.rooms.retain(|name, slot| {
             let Slot::Ready(room) = slot else { return true };
+            if let Some(bridge) = bridge {
+                bridge.note(BridgeCommand::Presence {
+                    room: name.clone(),
+                    count: room.members.len(),
+                    users: room.users.len(),
+                });
+            }
             room.broadcast_presence(presence);
             room.timeouts.retain(|_, until| *until > now);
             let slow = room.slow;
@@ -239,6 +313,9 @@ impl Shard {
             let expired = room.empty_since.is_some_and(|since| now.saturating_duration_since(since) > EMPTY_ROOM_TTL);
             if expired {
                 presence.remove(name);
+                if let Some(bridge) = bridge {
+                    bridge.note(BridgeCommand::Unsubscribe(name.clone()));
+                }
                 metrics::gauge!("aether_chat_rooms").decrement(1.0);
             }
             !expired
@@ -248,7 +325,7 @@ impl Shard {
 
 impl Room {
     /// Handles one command; a moderation action comes back as a record to persist.
-    fn handle(&mut self, command: Command) -> Option<ModerationRecord> {
+    fn handle(&mut self, command: Command, bridge: Option<&Bridge>) -> Option<ModerationRecord> {
         match command {
             Command::Join { member, since, .. } => self.join(member, since),
             Command::Leave { conn, reply: answer, .. } => {
@@ -258,24 +335,76 @@ impl Room {
                     reply(&member, protocol::left(&self.name));
                 }
             }
-            Command::Send { conn, user, text, nonce, queued, .. } => {
-                self.send(conn, &user, &text, nonce.as_deref(), queued)
+            Command::Send { conn, user, text, nonce, queued, .. } => self.send(conn, user, text, nonce, queued, bridge),
+            Command::Delivered { conn, user, text, nonce, badges, id, queued, .. } => {
+                self.deliver(Some(conn), &user.name, badges, &text, nonce.as_deref(), id, now_ms());
+                metrics::histogram!("aether_chat_fanout_seconds").record(queued.elapsed().as_secs_f64());
             }
-            Command::Moderate { conn, actor, action, .. } => return self.moderate(conn, &actor, action),
+            Command::Moderate { conn, actor, action, .. } => return self.moderate(conn, &actor, action, bridge),
             Command::Notice { text, .. } => {
                 let frame = protocol::notice(&self.name, &text);
                 self.broadcast(&frame, None);
+                self.publish(bridge, RemoteEvent::Notice { text });
             }
             Command::SetModerator { user, moderator, .. } => {
-                if moderator {
-                    self.moderators.insert(user);
-                } else {
-                    self.moderators.remove(&user);
-                }
+                self.set_moderator(user.clone(), moderator);
+                self.publish(bridge, RemoteEvent::Moderator { user, moderator });
             }
+            Command::Remote { event, id, .. } => self.remote(event, id),
+            Command::RemotePresence { count, users, .. } => self.remote_presence = (count, users),
             Command::Loaded { .. } => {}
         }
         None
+    }
+
+    fn set_moderator(&mut self, user: String, moderator: bool) {
+        if moderator {
+            self.moderators.insert(user);
+        } else {
+            self.moderators.remove(&user);
+        }
+    }
+
+    /// Applies what another node did in this room.
+    fn remote(&mut self, event: RemoteEvent, id: Option<MessageId>) {
+        match event {
+            RemoteEvent::Msg { user, badges, text, ts } => {
+                let badges: Vec<&str> = badges.iter().map(String::as_str).collect();
+                self.deliver(None, &user, &badges, &text, None, id, ts);
+            }
+            RemoteEvent::Deleted { id } => {
+                if let Some(parsed) = MessageId::parse(&id) {
+                    self.history.retain(|entry| entry.id != parsed);
+                }
+                let frame = protocol::deleted(&self.name, &id);
+                self.broadcast(&frame, None);
+            }
+            RemoteEvent::Notice { text } => {
+                let frame = protocol::notice(&self.name, &text);
+                self.broadcast(&frame, None);
+            }
+            RemoteEvent::Ban { user, notice } => {
+                self.timeouts.remove(&user);
+                self.banned.insert(user);
+                self.broadcast(&protocol::notice(&self.name, &notice), None);
+            }
+            RemoteEvent::Unban { user, notice } => {
+                self.timeouts.remove(&user);
+                self.banned.remove(&user);
+                self.broadcast(&protocol::notice(&self.name, &notice), None);
+            }
+            RemoteEvent::Timeout { user, seconds, notice } => {
+                self.timeouts.insert(user, Instant::now() + Duration::from_secs(seconds.min(MAX_TIMEOUT_SECS)));
+                let frame = protocol::notice(&self.name, &notice);
+                self.broadcast(&frame, None);
+            }
+            RemoteEvent::Slow { seconds, notice } => {
+                self.slow = Duration::from_secs(seconds.min(MAX_SLOW_SECS));
+                let frame = protocol::notice(&self.name, &notice);
+                self.broadcast(&frame, None);
+            }
+            RemoteEvent::Moderator { user, moderator } => self.set_moderator(user, moderator),
+        }
     }
 
     fn join(&mut self, member: Member, since: Option<String>) {
@@ -284,10 +413,14 @@ impl Room {
             Some(since) => match since {
                 // Everything after `since` is still held: replay exactly that.
                 Some(id)
-                    if id.epoch == self.epoch && self.history.front().is_none_or(|first| first.seq <= id.seq + 1) =>
+                    if id.epoch == self.epoch
+                        && self
+                            .history
+                            .iter()
+                            .find(|entry| entry.id.epoch == self.epoch)
+                            .is_none_or(|first| first.id.seq <= id.seq + 1) =>
                 {
-                    let missed =
-                        self.history.iter().filter(|entry| entry.seq > id.seq).map(|entry| entry.frame.clone());
+                    let missed = self.history.iter().filter(|entry| entry.id > id).map(|entry| entry.frame.clone());
                     (missed.collect(), Some(true))
                 }
                 _ => (self.history.iter().map(|entry| entry.frame.clone()).collect(), Some(false)),
@@ -304,7 +437,7 @@ impl Room {
             self.forget_user(&user.name);
         }
         self.empty_since = None;
-        let frame = protocol::joined(&self.name, &history, self.members.len(), recovered);
+        let frame = protocol::joined(&self.name, &history, self.members.len() + self.remote_presence.0, recovered);
         reply(&self.members[&conn], frame);
     }
 
@@ -344,10 +477,18 @@ impl Room {
         }
     }
 
-    fn send(&mut self, conn: ConnId, user: &ChatUser, text: &str, nonce: Option<&str>, queued: Instant) {
+    fn send(
+        &mut self,
+        conn: ConnId,
+        user: Arc<ChatUser>,
+        text: String,
+        nonce: Option<String>,
+        queued: Instant,
+        bridge: Option<&Bridge>,
+    ) {
         let Some(sender) = self.members.get(&conn) else { return };
         let now = Instant::now();
-        let privileged = self.is_moderator(user);
+        let privileged = self.is_moderator(&user);
         let refusal = if self.banned.contains(&user.name) {
             Some((ErrorCode::Banned, "you are banned from this room".to_owned()))
         } else if let Some(until) = self.timeouts.get(&user.name).filter(|until| **until > now) {
@@ -365,34 +506,69 @@ impl Room {
             reply(sender, protocol::error(code, &message));
             return;
         }
-        let id = MessageId { epoch: self.epoch, seq: self.next_seq };
-        self.next_seq += 1;
-        let fields = MessageFields {
-            room: &self.name,
-            id: id.to_string(),
-            user: ChatUserView { name: &user.name, badges: self.badges(user) },
-            text,
-            ts: now_ms(),
-        };
-        let (shared, own) = protocol::msg(fields, nonce);
+        let badges = self.badges(&user);
         if !self.slow.is_zero() {
             self.last_sent.insert(user.name.clone(), now);
         }
-        self.history.push_back(HistoryEntry { seq: id.seq, author: user.name.clone(), frame: shared.clone() });
+        let command = BridgeCommand::Send { room: self.name.clone(), conn, user, text, nonce, badges, queued };
+        let local = match bridge {
+            // Through Redis for an id every node agrees on; delivered when it comes back.
+            Some(bridge) => bridge.offer(command),
+            None => Err(command),
+        };
+        if let Err(BridgeCommand::Send { user, text, nonce, .. }) = local {
+            self.deliver(Some(conn), &user.name, badges, &text, nonce.as_deref(), None, now_ms());
+            metrics::histogram!("aether_chat_fanout_seconds").record(queued.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Stamps, records and fans out a message. `origin`: the local sender (who gets the nonce);
+    /// `id`: from Redis, or `None` for the next local id.
+    #[allow(clippy::too_many_arguments)]
+    fn deliver(
+        &mut self,
+        origin: Option<ConnId>,
+        user: &str,
+        badges: &[&str],
+        text: &str,
+        nonce: Option<&str>,
+        id: Option<MessageId>,
+        ts: i64,
+    ) {
+        let id = match id {
+            Some(id) => {
+                if id.epoch != self.epoch {
+                    // The room's ids now come from Redis: its epoch is the room's epoch.
+                    self.epoch = id.epoch;
+                }
+                self.next_seq = self.next_seq.max(id.seq + 1);
+                id
+            }
+            None => {
+                let id = MessageId { epoch: self.epoch, seq: self.next_seq };
+                self.next_seq += 1;
+                id
+            }
+        };
+        let fields =
+            MessageFields { room: &self.name, id: id.to_string(), user: ChatUserView { name: user, badges }, text, ts };
+        let (shared, own) = protocol::msg(fields, nonce);
+        // Keep the history in id order (messages from other nodes may arrive a little late).
+        let at = self.history.iter().rposition(|entry| entry.id < id).map_or(0, |at| at + 1);
+        self.history.insert(at, HistoryEntry { id, author: user.to_owned(), frame: shared.clone() });
         while self.history.len() > self.history_limit {
             self.history.pop_front();
         }
         metrics::counter!("aether_chat_messages_total").increment(1);
-        match own {
-            Some(own) => {
+        match (own, origin) {
+            (Some(own), Some(conn)) => {
                 self.broadcast(&shared, Some(conn));
                 if let Some(sender) = self.members.get(&conn) {
                     reply(sender, own);
                 }
             }
-            None => self.broadcast(&shared, None),
+            _ => self.broadcast(&shared, None),
         }
-        metrics::histogram!("aether_chat_fanout_seconds").record(queued.elapsed().as_secs_f64());
     }
 
     /// Queues `frame` to every member (but `except`); members that cannot take it are closed.
@@ -421,8 +597,14 @@ impl Room {
         }
     }
 
+    fn publish(&self, bridge: Option<&Bridge>, event: RemoteEvent) {
+        if let Some(bridge) = bridge {
+            let _ = bridge.offer(BridgeCommand::Publish { room: self.name.clone(), event });
+        }
+    }
+
     fn broadcast_presence(&mut self, presence: &DashMap<String, usize>) {
-        let now = (self.members.len(), self.users.len());
+        let now = (self.members.len() + self.remote_presence.0, self.users.len() + self.remote_presence.1);
         if now == self.presence_sent {
             return;
         }
@@ -432,7 +614,13 @@ impl Room {
         self.broadcast(&frame, None);
     }
 
-    fn moderate(&mut self, conn: ConnId, actor: &ChatUser, action: ModerationAction) -> Option<ModerationRecord> {
+    fn moderate(
+        &mut self,
+        conn: ConnId,
+        actor: &ChatUser,
+        action: ModerationAction,
+        bridge: Option<&Bridge>,
+    ) -> Option<ModerationRecord> {
         let member = self.members.get(&conn).cloned()?;
         if !self.is_moderator(actor) {
             reply(
@@ -474,32 +662,36 @@ impl Room {
                 let author = self
                     .history
                     .iter()
-                    .position(|entry| entry.seq == parsed.seq)
+                    .position(|entry| entry.id == parsed)
                     .and_then(|at| self.history.remove(at))
                     .map(|entry| entry.author);
                 let frame = protocol::deleted(&self.name, &id);
                 self.broadcast(&frame, None);
+                self.publish(bridge, RemoteEvent::Deleted { id: id.clone() });
                 ModerationAction::Delete { id, author }
             }
             ModerationAction::Timeout { user, seconds } => {
                 let seconds = seconds.clamp(1, MAX_TIMEOUT_SECS);
                 self.timeouts.insert(user.clone(), now + Duration::from_secs(seconds));
-                let frame = protocol::notice(&self.name, &format!("{user} was timed out for {seconds} s"));
-                self.broadcast(&frame, None);
+                let notice = format!("{user} was timed out for {seconds} s");
+                self.broadcast(&protocol::notice(&self.name, &notice), None);
+                self.publish(bridge, RemoteEvent::Timeout { user: user.clone(), seconds, notice });
                 ModerationAction::Timeout { user, seconds }
             }
             ModerationAction::Ban { user } => {
                 self.banned.insert(user.clone());
                 self.timeouts.remove(&user);
-                let frame = protocol::notice(&self.name, &format!("{user} was banned"));
-                self.broadcast(&frame, None);
+                let notice = format!("{user} was banned");
+                self.broadcast(&protocol::notice(&self.name, &notice), None);
+                self.publish(bridge, RemoteEvent::Ban { user: user.clone(), notice });
                 ModerationAction::Ban { user }
             }
             ModerationAction::Unban { user } => {
                 self.banned.remove(&user);
                 self.timeouts.remove(&user);
-                let frame = protocol::notice(&self.name, &format!("{user} was unbanned"));
-                self.broadcast(&frame, None);
+                let notice = format!("{user} was unbanned");
+                self.broadcast(&protocol::notice(&self.name, &notice), None);
+                self.publish(bridge, RemoteEvent::Unban { user: user.clone(), notice });
                 ModerationAction::Unban { user }
             }
             ModerationAction::Slow { seconds } => {

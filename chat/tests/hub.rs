@@ -44,7 +44,7 @@ fn config() -> ChatConfig {
 
 fn start(config: ChatConfig) -> (Hub, Arc<Rooms>) {
     let rooms = Arc::new(Rooms::default());
-    let hub = Hub::start(config, rooms.clone(), &TaskTracker::new(), CancellationToken::new());
+    let hub = Hub::start(config, rooms.clone(), None, &TaskTracker::new(), CancellationToken::new());
     (hub, rooms)
 }
 
