@@ -35,7 +35,7 @@ const WRITE_BATCH: usize = 64;
 const HARD_FRAME_LIMIT: usize = 64 * 1024;
 /// Per-connection socket buffers, sized for chat frames rather than tungstenite's defaults
 /// (128 KiB reads), which would dominate memory per idle connection.
-const READ_BUFFER: usize = 4 * 1024;
+const READ_BUFFER: usize = 1024;
 const WRITE_BUFFER: usize = 4 * 1024;
 
 /// Open chat connections per client address.
@@ -126,7 +126,8 @@ async fn serve(socket: WebSocket, hub: Hub, user: Option<ChatUser>, stopping: Ca
     let (mut session, mut outbox, control) = Session::new(hub, user);
     let (mut sink, mut stream) = socket.split();
     let writer = async {
-        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        // Allocated on the first frame, not per idle connection.
+        let mut batch = Vec::new();
         loop {
             tokio::select! {
                 received = outbox.recv_many(&mut batch, WRITE_BATCH) => {
