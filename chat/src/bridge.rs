@@ -12,7 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use redis::AsyncCommands;
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::{ChatUser, ConnId};
+use crate::hub::{ChatUser, ConnId, now_ms};
 use crate::ids::MessageId;
 use crate::shard::Command;
 
@@ -42,10 +42,6 @@ local seq = redis.call('INCR', KEYS[2])
 redis.call('PUBLISH', KEYS[3], epoch .. '|' .. seq .. '|' .. ARGV[2])
 return {epoch, seq}
 ";
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
 
 fn channel(room: &str) -> String {
     format!("aether:chat:room:{room}")

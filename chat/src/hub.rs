@@ -128,6 +128,11 @@ pub struct Member {
     pub control: Arc<Control>,
 }
 
+/// Wall-clock milliseconds since the Unix epoch (message timestamps, epochs, expiries).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
 /// Which of `shards` owns `room`.
 fn shard_index(room: &str, shards: usize) -> usize {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();

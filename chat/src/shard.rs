@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dashmap::DashMap;
@@ -17,7 +17,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::bridge::{Bridge, BridgeCommand, RemoteEvent};
 use crate::config::ChatConfig;
-use crate::hub::{ChatUser, CloseReason, ConnId, Directory, Member, ModerationAction, ModerationRecord, RoomSeed};
+use crate::hub::{
+    ChatUser, CloseReason, ConnId, Directory, Member, ModerationAction, ModerationRecord, RoomSeed, now_ms,
+};
 use crate::ids::MessageId;
 use crate::protocol::{self, ChatUserView, ErrorCode, MessageFields};
 
@@ -152,10 +154,6 @@ pub struct Shard {
     tasks: TaskTracker,
     bridge: Option<Bridge>,
     rooms: HashMap<String, Slot>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 fn reply(member: &Member, frame: Bytes) {

@@ -246,19 +246,26 @@ impl Packager {
         self.last_video_duration = duration;
         self.video_frames += 1;
         self.video_ticks += duration;
-        if self.part_video.is_empty() {
-            self.part_video_base = pending.dts;
-        }
-        self.part_video.push(Sample {
-            duration: duration as u32,
-            composition_offset: (pending.pts - pending.dts).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
-            sync: pending.keyframe,
-            data: pending.data,
-        });
-        let boundary = pending.dts + duration;
+        let boundary = self.add_video_sample(pending, duration);
         self.cut_before(boundary, frame.keyframe, produced)?;
         self.pending_video = Some(frame);
         Ok(())
+    }
+
+    /// Adds a held video frame, now that its duration is known, to the open part; returns where
+    /// it ends.
+    fn add_video_sample(&mut self, frame: MediaFrame, duration: i64) -> i64 {
+        if self.part_video.is_empty() {
+            self.part_video_base = frame.dts;
+        }
+        let end = frame.dts + duration;
+        self.part_video.push(Sample {
+            duration: duration as u32,
+            composition_offset: (frame.pts - frame.dts).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
+            sync: frame.keyframe,
+            data: frame.data,
+        });
+        end
     }
 
     fn push_audio(
@@ -467,17 +474,7 @@ impl Packager {
     pub fn finish(&mut self) -> Result<Vec<Produced>, PackagerError> {
         let mut produced = Vec::new();
         if let Some(pending) = self.pending_video.take() {
-            let duration = self.last_video_duration.max(1);
-            if self.part_video.is_empty() {
-                self.part_video_base = pending.dts;
-            }
-            self.part_video.push(Sample {
-                duration: duration as u32,
-                composition_offset: (pending.pts - pending.dts) as i32,
-                sync: pending.keyframe,
-                data: pending.data,
-            });
-            let end = pending.dts + duration;
+            let end = self.add_video_sample(pending, self.last_video_duration.max(1));
             self.close_part(end, &mut produced)?;
             self.close_segment(end, &mut produced);
         } else if let Some(last) = self.audio_queue.back().map(|frame| frame.dts + self.audio_frame_ticks()) {
