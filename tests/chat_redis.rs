@@ -187,7 +187,9 @@ async fn two_nodes_on_one_redis_are_one_chat_and_survive_a_redis_restart() {
     local_a.next("joined").await;
     let delivered_locally =
         until_delivered(&mut alice_a, &mut local_a, "multi_tv", "redis is down", Duration::from_secs(10)).await;
-    assert!(delivered_locally.is_some(), "node A serves its local clients without Redis");
+    let local = delivered_locally.expect("node A serves its local clients without Redis");
+    let epoch = |id: &Value| id.as_str().unwrap().split('-').next().unwrap().to_owned();
+    assert_ne!(epoch(&local["id"]), epoch(&own["id"]), "ids numbered without Redis never reuse Redis's epoch");
     let (status, _) = node_b.get("/healthz", None).await;
     assert_eq!(status, 200);
 

@@ -121,6 +121,8 @@ struct HistoryEntry {
 struct Room {
     name: String,
     epoch: u64,
+    /// Whether `epoch` (and the sequence) are Redis's, shared by every node.
+    epoch_from_redis: bool,
     next_seq: u64,
     history: VecDeque<HistoryEntry>,
     history_limit: usize,
@@ -260,6 +262,7 @@ impl Shard {
         let mut room = Box::new(Room {
             name: name.clone(),
             epoch: now_ms().max(1) as u64,
+            epoch_from_redis: false,
             next_seq: 1,
             history: VecDeque::with_capacity(self.config.history.min(1024)),
             history_limit: self.config.history,
@@ -535,14 +538,23 @@ impl Room {
     ) {
         let id = match id {
             Some(id) => {
+                // The room's ids now come from Redis: its epoch is the room's epoch.
                 if id.epoch != self.epoch {
-                    // The room's ids now come from Redis: its epoch is the room's epoch.
                     self.epoch = id.epoch;
+                    self.next_seq = 0;
                 }
+                self.epoch_from_redis = true;
                 self.next_seq = self.next_seq.max(id.seq + 1);
                 id
             }
             None => {
+                if self.epoch_from_redis {
+                    // Redis is unreachable: number locally under a fresh epoch, so that these ids
+                    // can never collide with ones Redis hands out later.
+                    self.epoch = (now_ms().max(1) as u64).max(self.epoch + 1);
+                    self.next_seq = 1;
+                    self.epoch_from_redis = false;
+                }
                 let id = MessageId { epoch: self.epoch, seq: self.next_seq };
                 self.next_seq += 1;
                 id
@@ -552,7 +564,9 @@ impl Room {
             MessageFields { room: &self.name, id: id.to_string(), user: ChatUserView { name: user, badges }, text, ts };
         let (shared, own) = protocol::msg(fields, nonce);
         // Keep the history in id order (messages from other nodes may arrive a little late).
-        let at = self.history.iter().rposition(|entry| entry.id < id).map_or(0, |at| at + 1);
+        // Ids only compare within an epoch; a message of a new epoch goes after everything held.
+        let at =
+            self.history.iter().rposition(|entry| entry.id.epoch != id.epoch || entry.id < id).map_or(0, |at| at + 1);
         self.history.insert(at, HistoryEntry { id, author: user.to_owned(), frame: shared.clone() });
         while self.history.len() > self.history_limit {
             self.history.pop_front();
