@@ -37,6 +37,7 @@ struct Inner {
     live: LiveRegistry,
     bus: EventBus,
     hub: Hub,
+    storage: aether_vod::Storage,
     chat_connections: Arc<ConnectionCounts>,
     /// Cancelled when the server starts shutting down; long-lived connections watch it.
     stopping: CancellationToken,
@@ -72,6 +73,10 @@ impl AppState {
         &self.inner.hub
     }
 
+    pub fn storage(&self) -> &aether_vod::Storage {
+        &self.inner.storage
+    }
+
     pub fn chat_connections(&self) -> &Arc<ConnectionCounts> {
         &self.inner.chat_connections
     }
@@ -105,6 +110,12 @@ impl App {
         if closed > 0 {
             tracing::warn!(closed, "closed stream sessions left open by an unclean stop");
         }
+        let recovered = crate::live::record::finalize(&db, None).await?;
+        if recovered > 0 {
+            tracing::warn!(recovered, "finalized recordings left unfinished by an unclean stop");
+        }
+        let storage = aether_vod::Storage::open(&config.storage, &config.data_dir)?;
+        tracing::info!(storage = ?storage, "object storage");
         let http = TcpListener::bind(config.http.listen)
             .await
             .with_context(|| format!("cannot listen for HTTP on {}", config.http.listen))?;
@@ -121,6 +132,7 @@ impl App {
         let directory = Arc::new(ChatDirectory::new(db.clone()));
         let hub = Hub::start(config.chat.clone(), directory, config.redis.url.clone(), &tasks, stopping.clone());
         let inner = Inner {
+            storage,
             hub,
             chat_connections: Arc::default(),
             stopping,

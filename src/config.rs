@@ -26,6 +26,8 @@ pub struct Config {
     pub channels: ChannelsConfig,
     pub hls: crate::live::HlsConfig,
     pub chat: aether_chat::ChatConfig,
+    pub storage: aether_vod::StorageConfig,
+    pub recording: RecordingConfig,
     pub log: LogConfig,
 }
 
@@ -79,6 +81,13 @@ pub struct AuthConfig {
 #[serde(deny_unknown_fields)]
 pub struct ChannelsConfig {
     pub max_per_user: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingConfig {
+    /// Record every broadcast as a VOD.
+    pub enabled: bool,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

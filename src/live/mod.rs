@@ -5,6 +5,7 @@
 
 mod http;
 mod publish;
+pub mod record;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 

@@ -14,6 +14,7 @@ use aether_media::packager::{PackagerStats, Produced};
 use sqlx::Row;
 use tokio::sync::mpsc;
 
+use super::record::{self, Recorder};
 use super::{LiveStream, Rendition};
 use crate::app::AppState;
 use crate::channels::keys::{self, StreamKey};
@@ -83,6 +84,7 @@ impl PublishAuthority for LivePublishers {
 /// Packages one broadcast's events until its publisher goes, then takes it offline.
 async fn package(state: AppState, stream: Arc<LiveStream>, mut events: mpsc::Receiver<StreamEvent>) {
     let channel = stream.channel.clone();
+    let recorder = Recorder::start(&state, &stream).await;
     let mut counted = PackagerStats::default();
     let mut bitrate = BitrateMeter::default();
     while let Some(event) = events.recv().await {
@@ -91,11 +93,18 @@ async fn package(state: AppState, stream: Arc<LiveStream>, mut events: mpsc::Rec
         {
             metrics::gauge!("aether_ingest_bitrate_bps", "channel" => channel.clone()).set(bps);
         }
-        let (result, stats) = {
+        let (result, stats, recorded) = {
             let mut packager = stream.source.packager();
             let result = packager.push(event, now_ms());
-            (result, packager.stats())
+            let recorded = match (&result, &recorder) {
+                (Ok(produced), Some(_)) => record::items(&stream.source.name, &packager, produced),
+                _ => Vec::new(),
+            };
+            (result, packager.stats(), recorded)
         };
+        if let Some(recorder) = &recorder {
+            recorder.record(recorded);
+        }
         match result {
             Ok(produced) => {
                 if !produced.is_empty() {
@@ -113,10 +122,20 @@ async fn package(state: AppState, stream: Arc<LiveStream>, mut events: mpsc::Rec
     // No more events: the publisher left (or packaging failed and `events` is dropped here,
     // which closes the publisher's connection).
     drop(events);
-    let flushed = stream.source.packager().finish();
-    if let Err(error) = flushed {
-        tracing::warn!(%channel, %error, "flushing the last segment failed");
+    let flushed = {
+        let mut packager = stream.source.packager();
+        packager.finish().map(|produced| record::items(&stream.source.name, &packager, &produced))
+    };
+    match flushed {
+        Ok(items) => {
+            if let Some(recorder) = &recorder {
+                recorder.record(items);
+            }
+        }
+        Err(error) => tracing::warn!(%channel, %error, "flushing the last segment failed"),
     }
+    // Dropping the recorder lets it write what is queued and finalize the VOD.
+    drop(recorder);
     count(&mut counted, stream.source.packager().stats());
     stream.ended.store(true, Ordering::Release);
     stream.source.notify();

@@ -1,0 +1,154 @@
+//! Object storage: one interface over a local directory (the embedded default,
+//! `<data_dir>/media`) and S3-compatible buckets (AWS S3, MinIO, R2, ...), on object_store, which
+//! brings retries with backoff and multipart uploads. Objects are written from their buffers
+//! without copying them into one.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    Local,
+    S3,
+}
+
+/// `[storage]` settings.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    pub kind: StorageKind,
+    /// Local directory; unset: `<data_dir>/media`.
+    pub path: Option<PathBuf>,
+    pub endpoint: Option<String>,
+    pub bucket: Option<String>,
+    pub region: Option<String>,
+    /// `http://endpoint/bucket/key` instead of `http://bucket.endpoint/key` (MinIO, most self-hosted servers).
+    #[serde(default)]
+    pub path_style: bool,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+// Credentials are never printed.
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageConfig")
+            .field("kind", &self.kind)
+            .field("path", &self.path)
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("storage: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("storage directory {path}: {source}")]
+    Directory { path: String, source: std::io::Error },
+    #[error("storage.kind = \"s3\" needs storage.bucket")]
+    MissingBucket,
+}
+
+#[derive(Clone)]
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    /// Whether objects carry a content type (buckets do; local files do not).
+    content_types: bool,
+    description: String,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.description)
+    }
+}
+
+impl Storage {
+    pub fn open(config: &StorageConfig, data_dir: &Path) -> Result<Storage, StorageError> {
+        match config.kind {
+            StorageKind::Local => {
+                let dir = config.path.clone().unwrap_or_else(|| data_dir.join("media"));
+                std::fs::create_dir_all(&dir)
+                    .map_err(|source| StorageError::Directory { path: dir.display().to_string(), source })?;
+                let store = LocalFileSystem::new_with_prefix(&dir)?;
+                Ok(Storage {
+                    store: Arc::new(store),
+                    content_types: false,
+                    description: format!("local directory {}", dir.display()),
+                })
+            }
+            StorageKind::S3 => {
+                let bucket = config.bucket.clone().ok_or(StorageError::MissingBucket)?;
+                let mut builder = AmazonS3Builder::from_env()
+                    .with_bucket_name(&bucket)
+                    .with_region(config.region.clone().unwrap_or_else(|| "us-east-1".into()))
+                    .with_virtual_hosted_style_request(!config.path_style);
+                if let Some(endpoint) = &config.endpoint {
+                    builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
+                }
+                if let (Some(id), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
+                    builder = builder.with_access_key_id(id).with_secret_access_key(secret);
+                }
+                let store = builder.build()?;
+                Ok(Storage { store: Arc::new(store), content_types: true, description: format!("S3 bucket {bucket}") })
+            }
+        }
+    }
+
+    /// Writes `chunks`, in order, as one object.
+    pub async fn put(&self, key: &str, chunks: Vec<Bytes>, content_type: &'static str) -> Result<(), StorageError> {
+        let mut options = PutOptions::default();
+        if self.content_types {
+            options.attributes = Attributes::from_iter([(Attribute::ContentType, content_type)]);
+        }
+        self.store.put_opts(&ObjectPath::from(key), PutPayload::from_iter(chunks), options).await?;
+        Ok(())
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
+        Ok(self.store.get(&ObjectPath::from(key)).await?.bytes().await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_local_store_writes_chunks_as_one_object_under_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StorageConfig {
+            kind: StorageKind::Local,
+            path: None,
+            endpoint: None,
+            bucket: None,
+            region: None,
+            path_style: false,
+            access_key_id: None,
+            secret_access_key: Some("hidden".into()),
+        };
+        let storage = Storage::open(&config, dir.path()).unwrap();
+        storage
+            .put("a/b/seg-1.m4s", vec![Bytes::from_static(b"one "), Bytes::from_static(b"two")], "video/mp4")
+            .await
+            .unwrap();
+        assert_eq!(storage.get("a/b/seg-1.m4s").await.unwrap(), Bytes::from_static(b"one two"));
+        assert_eq!(std::fs::read(dir.path().join("media/a/b/seg-1.m4s")).unwrap(), b"one two");
+        assert!(storage.get("missing").await.is_err());
+        assert!(!format!("{config:?}").contains("hidden"), "credentials are not printed");
+        let s3 = StorageConfig { kind: StorageKind::S3, ..config };
+        assert!(matches!(Storage::open(&s3, dir.path()), Err(StorageError::MissingBucket)));
+    }
+}
