@@ -231,25 +231,12 @@ async fn closed_within(socket: &mut tokio::net::TcpStream, limit: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_rtmp_clients_are_closed_and_logged_while_other_streams_play() {
-    use std::io::Write as _;
-    use support::process::{Server, aether};
+    use support::process::{Server, aether, create_channel, prepare_channel};
     use tokio::io::AsyncWriteExt;
 
     let dir = tempfile::tempdir().unwrap();
-    let mut admin = aether(dir.path())
-        .args(["admin", "create", "--username", "host", "--email", "host@example.com", "--password-stdin"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    admin.stdin.take().unwrap().write_all(b"long password\n").unwrap();
-    assert!(admin.wait().unwrap().success());
-    let create = |name: &str| {
-        let created = aether(dir.path()).args(["channel", "create", name, "--owner", "host"]).output().unwrap();
-        let stdout = String::from_utf8(created.stdout).unwrap();
-        stdout.lines().find_map(|line| line.strip_prefix("stream key (shown once): ")).unwrap().to_owned()
-    };
-    let key = create("good_live");
-    let other_key = create("codec_live");
+    let key = prepare_channel(dir.path(), "host", "good_live");
+    let other_key = create_channel(dir.path(), "host", "codec_live");
 
     let mut command = aether(dir.path());
     command.env("AETHER_RTMP__IDLE_TIMEOUT", "1").args([

@@ -8,7 +8,7 @@ use std::time::Duration;
 use aether::config::Config;
 use aether::db::Db;
 use sqlx::Row;
-use support::process::{Server, aether};
+use support::process::{Server, aether, prepare_channel};
 use support::{Backend, Publisher, TestApp, eventually};
 
 /// The VOD of channel `name`: (status, duration_ms, segments recorded).
@@ -70,19 +70,8 @@ async fn a_broadcast_is_recorded_as_a_vod_that_plays_for_its_length() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recording_cut_short_by_a_crash_becomes_a_vod_at_the_next_start() {
-    use std::io::Write as _;
     let dir = tempfile::tempdir().unwrap();
-    let mut admin = aether(dir.path())
-        .args(["admin", "create", "--username", "crash", "--email", "crash@example.com", "--password-stdin"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    admin.stdin.take().unwrap().write_all(b"long password\n").unwrap();
-    assert!(admin.wait().unwrap().success());
-    let created = aether(dir.path()).args(["channel", "create", "crash_tv", "--owner", "crash"]).output().unwrap();
-    let stdout = String::from_utf8(created.stdout).unwrap();
-    let key = stdout.lines().find_map(|line| line.strip_prefix("stream key (shown once): ")).unwrap().to_owned();
-
+    let key = prepare_channel(dir.path(), "crash", "crash_tv");
     let serve = || {
         let mut command = aether(dir.path());
         command.args(["serve", "--http-listen", "127.0.0.1:0", "--rtmp-listen", "127.0.0.1:0"]);

@@ -94,28 +94,25 @@ struct Envelope {
     event: RemoteEvent,
 }
 
+/// A message a local member sent, waiting for its id.
+#[derive(Debug)]
+pub struct PendingMessage {
+    pub room: String,
+    pub conn: ConnId,
+    pub user: Arc<ChatUser>,
+    pub text: String,
+    pub nonce: Option<String>,
+    pub badges: &'static [&'static str],
+    pub queued: Instant,
+}
+
 #[derive(Debug)]
 pub enum BridgeCommand {
-    Send {
-        room: String,
-        conn: ConnId,
-        user: Arc<ChatUser>,
-        text: String,
-        nonce: Option<String>,
-        badges: &'static [&'static str],
-        queued: Instant,
-    },
-    Publish {
-        room: String,
-        event: RemoteEvent,
-    },
+    Send(PendingMessage),
+    Publish { room: String, event: RemoteEvent },
     Subscribe(String),
     Unsubscribe(String),
-    Presence {
-        room: String,
-        count: usize,
-        users: usize,
-    },
+    Presence { room: String, count: usize, users: usize },
 }
 
 /// The shards' handle on the bridge.
@@ -216,11 +213,8 @@ impl BridgeTask {
     /// Handles a command without Redis: messages are delivered with local ids.
     fn offline(&mut self, command: BridgeCommand) {
         match command {
-            BridgeCommand::Send { room, conn, user, text, nonce, badges, queued } => {
-                (self.route)(
-                    &room.clone(),
-                    Command::Delivered { room, conn, user, text, nonce, badges, id: None, queued },
-                );
+            BridgeCommand::Send(message) => {
+                (self.route)(&message.room.clone(), Command::Delivered { message, id: None });
             }
             BridgeCommand::Subscribe(room) => {
                 self.rooms.insert(room);
@@ -260,13 +254,14 @@ impl BridgeTask {
                 command = self.commands.recv() => {
                     let Some(command) = command else { return Ok(()) };
                     match command {
-                        BridgeCommand::Send { room, conn: origin, user, text, nonce, badges, queued } => {
+                        BridgeCommand::Send(message) => {
                             let event = RemoteEvent::Msg {
-                                user: user.name.clone(),
-                                badges: badges.iter().map(|b| (*b).to_owned()).collect(),
-                                text: text.clone(),
+                                user: message.user.name.clone(),
+                                badges: message.badges.iter().map(|b| (*b).to_owned()).collect(),
+                                text: message.text.clone(),
                                 ts: now_ms(),
                             };
+                            let room = message.room.clone();
                             let payload = serde_json::to_string(&Envelope { node: self.node, room: room.clone(), event }).expect("envelopes serialize");
                             let result: Result<(String, u64), _> = script
                                 .key(format!("aether:chat:epoch:{room}"))
@@ -280,7 +275,7 @@ impl BridgeTask {
                                 Ok((epoch, seq)) => epoch.parse().ok().map(|epoch| MessageId { epoch, seq: *seq }),
                                 Err(_) => None,
                             };
-                            (self.route)(&room.clone(), Command::Delivered { room, conn: origin, user, text, nonce, badges, id, queued });
+                            (self.route)(&room, Command::Delivered { message, id });
                             result?;
                         }
                         BridgeCommand::Publish { room, event } => {

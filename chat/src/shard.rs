@@ -15,7 +15,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::bridge::{Bridge, BridgeCommand, RemoteEvent};
+use crate::bridge::{Bridge, BridgeCommand, PendingMessage, RemoteEvent};
 use crate::config::ChatConfig;
 use crate::hub::{
     ChatUser, CloseReason, ConnId, Directory, Member, ModerationAction, ModerationRecord, RoomSeed, now_ms,
@@ -72,14 +72,8 @@ pub enum Command {
     /// A message of this node's member got its id from the bridge (`None`: Redis unavailable,
     /// use a local id).
     Delivered {
-        room: String,
-        conn: ConnId,
-        user: Arc<ChatUser>,
-        text: String,
-        nonce: Option<String>,
-        badges: &'static [&'static str],
+        message: PendingMessage,
         id: Option<MessageId>,
-        queued: Instant,
     },
     /// Something that happened in the room on another node.
     Remote {
@@ -105,7 +99,7 @@ impl Command {
             | Command::Notice { room, .. }
             | Command::SetModerator { room, .. }
             | Command::Loaded { room, .. }
-            | Command::Delivered { room, .. }
+            | Command::Delivered { message: PendingMessage { room, .. }, .. }
             | Command::Remote { room, .. }
             | Command::RemotePresence { room, .. } => room,
         }
@@ -337,7 +331,8 @@ impl Room {
                 }
             }
             Command::Send { conn, user, text, nonce, queued, .. } => self.send(conn, user, text, nonce, queued, bridge),
-            Command::Delivered { conn, user, text, nonce, badges, id, queued, .. } => {
+            Command::Delivered { message, id } => {
+                let PendingMessage { conn, user, text, nonce, badges, queued, .. } = message;
                 self.deliver(Some(conn), &user.name, badges, &text, nonce.as_deref(), id, now_ms());
                 metrics::histogram!("aether_chat_fanout_seconds").record(queued.elapsed().as_secs_f64());
             }
@@ -511,13 +506,14 @@ impl Room {
         if !self.slow.is_zero() {
             self.last_sent.insert(user.name.clone(), now);
         }
-        let command = BridgeCommand::Send { room: self.name.clone(), conn, user, text, nonce, badges, queued };
+        let command =
+            BridgeCommand::Send(PendingMessage { room: self.name.clone(), conn, user, text, nonce, badges, queued });
         let local = match bridge {
             // Through Redis for an id every node agrees on; delivered when it comes back.
             Some(bridge) => bridge.offer(command),
             None => Err(command),
         };
-        if let Err(BridgeCommand::Send { user, text, nonce, .. }) = local {
+        if let Err(BridgeCommand::Send(PendingMessage { user, text, nonce, .. })) = local {
             self.deliver(Some(conn), &user.name, badges, &text, nonce.as_deref(), None, now_ms());
             metrics::histogram!("aether_chat_fanout_seconds").record(queued.elapsed().as_secs_f64());
         }

@@ -85,3 +85,33 @@ pub fn loopback_serve(data_dir: &Path) -> Command {
     command.args(["serve", "--http-listen", "127.0.0.1:0", "--rtmp-listen", "127.0.0.1:0"]);
     command
 }
+
+/// Creates an admin (password "long password") and a channel through the CLI on `data_dir`;
+/// returns the channel's stream key.
+pub fn prepare_channel(data_dir: &Path, username: &str, channel: &str) -> String {
+    use std::io::Write as _;
+    let mut admin = aether(data_dir)
+        .args([
+            "admin",
+            "create",
+            "--username",
+            username,
+            "--email",
+            &format!("{username}@example.com"),
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    admin.stdin.take().unwrap().write_all(b"long password\n").unwrap();
+    assert!(admin.wait().unwrap().success());
+    create_channel(data_dir, username, channel)
+}
+
+/// Creates a channel owned by `owner` through the CLI; returns its stream key.
+pub fn create_channel(data_dir: &Path, owner: &str, channel: &str) -> String {
+    let created = aether(data_dir).args(["channel", "create", channel, "--owner", owner]).output().unwrap();
+    let stdout = String::from_utf8(created.stdout).unwrap();
+    stdout.lines().find_map(|line| line.strip_prefix("stream key (shown once): ")).expect(&stdout).to_owned()
+}
