@@ -102,9 +102,7 @@ impl FromRequestParts<AppState> for MaybeUser {
                 None => return Ok(MaybeUser(None)),
             },
         };
-        let invalid = || ApiError::unauthorized("the session is invalid or has expired; sign in again");
-        let token = SessionToken::from_client(raw).ok_or_else(invalid)?;
-        let user = session::user_of(state.db(), &token).await?.ok_or_else(invalid)?;
+        let (user, token) = signed_in(state, raw).await?;
         if credential == Credential::Cookie && !is_safe_method(&parts.method) {
             let presented = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
             if !token.csrf_matches(presented) {
@@ -117,6 +115,14 @@ impl FromRequestParts<AppState> for MaybeUser {
         }
         Ok(MaybeUser(Some(AuthUser { user, token, credential })))
     }
+}
+
+/// The user of a session token as a client presented it; 401 when it is malformed or expired.
+pub async fn signed_in(state: &AppState, raw: &str) -> Result<(User, SessionToken), ApiError> {
+    let invalid = || ApiError::unauthorized("the session is invalid or has expired; sign in again");
+    let token = SessionToken::from_client(raw).ok_or_else(invalid)?;
+    let user = session::user_of(state.db(), &token).await?.ok_or_else(invalid)?;
+    Ok((user, token))
 }
 
 fn is_safe_method(method: &Method) -> bool {

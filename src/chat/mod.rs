@@ -24,7 +24,7 @@ pub use directory::ChatDirectory;
 pub use routes::router;
 
 use crate::app::AppState;
-use crate::auth::session::{self, SESSION_COOKIE, SessionToken};
+use crate::auth::session::SESSION_COOKIE;
 use crate::error::{ApiError, ApiResult, Query};
 use crate::events::Event;
 
@@ -89,9 +89,7 @@ async fn identify(state: &AppState, headers: &HeaderMap, token: Option<&str>) ->
         None => None,
     };
     let Some(raw) = raw else { return Ok(None) };
-    let invalid = || ApiError::unauthorized("the session is invalid or has expired; sign in again");
-    let token = SessionToken::from_client(raw).ok_or_else(invalid)?;
-    let user = session::user_of(state.db(), &token).await?.ok_or_else(invalid)?;
+    let (user, _) = crate::auth::signed_in(state, raw).await?;
     Ok(Some(ChatUser { id: user.id.0, name: user.username.clone(), admin: user.is_admin() }))
 }
 
