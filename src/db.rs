@@ -108,6 +108,13 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// A random public id for media people share links to (VODs, clips): 14 characters of
+/// `[0-9A-Za-z]`, about 83 bits, so that unlisted media cannot be found by guessing.
+pub fn public_id() -> String {
+    use rand::Rng;
+    rand::rng().sample_iter(rand::distr::Alphanumeric).take(14).map(char::from).collect()
+}
+
 /// True when `error` is a unique-key violation whose constraint or message names `column`.
 /// SQLite says "UNIQUE constraint failed: users.email", PostgreSQL names the index `users_email_key`.
 pub fn is_unique_violation_on(error: &sqlx::Error, column: &str) -> bool {

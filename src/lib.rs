@@ -14,3 +14,4 @@ pub mod http;
 pub mod live;
 pub mod ops;
 pub mod telemetry;
+pub mod vod;

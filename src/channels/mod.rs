@@ -137,13 +137,15 @@ pub struct Channel {
     pub title: String,
     pub category: String,
     pub tags: Vec<String>,
+    /// Broadcasts are recorded as VODs (when recording is on for the server).
+    pub record: bool,
     pub created_at: i64,
 }
 
 /// The select `channel_from_row` reads, as a literal so that queries stay `&'static str`.
 macro_rules! channel_select {
     () => {
-        "SELECT c.id, c.owner_id, u.username AS owner, c.name, c.title, c.category, c.tags, c.created_at \
+        "SELECT c.id, c.owner_id, u.username AS owner, c.name, c.title, c.category, c.tags, c.record, c.created_at \
          FROM channels c JOIN users u ON u.id = c.owner_id"
     };
 }
@@ -158,6 +160,7 @@ fn channel_from_row(row: &AnyRow) -> Result<Channel, sqlx::Error> {
         title: row.try_get("title")?,
         category: row.try_get("category")?,
         tags: serde_json::from_str(&tags).map_err(|e| sqlx::Error::Decode(e.into()))?,
+        record: row.try_get::<i64, _>("record")? != 0,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -247,6 +250,7 @@ pub struct ChannelUpdate {
     pub title: Option<String>,
     pub category: Option<String>,
     pub tags: Option<Vec<String>>,
+    pub record: Option<bool>,
 }
 
 pub async fn update(db: &Db, channel: &Channel, update: ChannelUpdate) -> Result<(), ApiError> {
@@ -263,12 +267,14 @@ pub async fn update(db: &Db, channel: &Channel, update: ChannelUpdate) -> Result
         None => channel.tags.clone(),
     };
     let tags = serde_json::to_string(&tags).map_err(anyhow::Error::from)?;
-    sqlx::query("UPDATE channels SET title = $1, category = $2, tags = $3, updated_at = $4 WHERE id = $5")
+    let record = update.record.unwrap_or(channel.record);
+    sqlx::query("UPDATE channels SET title = $1, category = $2, tags = $3, record = $6, updated_at = $4 WHERE id = $5")
         .bind(title)
         .bind(category)
         .bind(tags)
         .bind(now_ms())
         .bind(channel.id.0)
+        .bind(i64::from(record))
         .execute(db.pool())
         .await?;
     Ok(())

@@ -30,6 +30,8 @@ struct ChannelView {
     owner: String,
     live: bool,
     viewers: u64,
+    /// Whether broadcasts become VODs.
+    record: bool,
     created_at: i64,
 }
 
@@ -43,6 +45,7 @@ fn view(state: &AppState, channel: Channel) -> ChannelView {
         category: channel.category,
         tags: channel.tags,
         owner: channel.owner,
+        record: channel.record && state.config().recording.enabled,
         created_at: channel.created_at,
     }
 }
@@ -139,6 +142,7 @@ struct UpdateRequest {
     title: Option<String>,
     category: Option<String>,
     tags: Option<Vec<String>>,
+    record: Option<bool>,
 }
 
 async fn update(
@@ -149,7 +153,7 @@ async fn update(
 ) -> ApiResult<Json<ChannelView>> {
     let channel = load(&state, &name).await?;
     ensure_can_manage(&auth.user, &channel)?;
-    let change = ChannelUpdate { title: body.title, category: body.category, tags: body.tags };
+    let change = ChannelUpdate { title: body.title, category: body.category, tags: body.tags, record: body.record };
     super::update(state.db(), &channel, change).await?;
     let channel = load(&state, &name).await?;
     Ok(Json(view(&state, channel)))

@@ -24,6 +24,10 @@ pub enum Item {
         rendition: String,
         id: u32,
         bytes: Bytes,
+        /// What the rendition is, for the VOD's multivariant playlist.
+        codecs: String,
+        resolution: Option<(u32, u32)>,
+        frame_rate: Option<f64>,
     },
     Segment {
         rendition: String,
@@ -42,9 +46,21 @@ pub fn items(rendition: &str, packager: &Packager, produced: &[Produced]) -> Vec
     produced
         .iter()
         .filter_map(|item| match *item {
-            Produced::Init { id } => {
-                packager.init(id).map(|bytes| Item::Init { rendition: rendition.to_owned(), id, bytes })
-            }
+            Produced::Init { id } => packager.init(id).map(|bytes| {
+                let video = packager.video_config();
+                let codecs = video
+                    .map(|v| v.codec_string())
+                    .into_iter()
+                    .chain(packager.audio_config().map(|a| a.codec_string()));
+                Item::Init {
+                    rendition: rendition.to_owned(),
+                    id,
+                    bytes,
+                    codecs: codecs.collect::<Vec<_>>().join(","),
+                    resolution: video.map(|v| (v.width, v.height)),
+                    frame_rate: packager.frame_rate(),
+                }
+            }),
             Produced::Segment { msn } => packager.segments().find(|s| s.msn == msn).map(|segment| Item::Segment {
                 rendition: rendition.to_owned(),
                 msn,
@@ -66,23 +82,29 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Opens the VOD row and the recorder task; `None` when recording is off or the row cannot be made.
+    /// Opens the VOD row and the recorder task; `None` when recording is off (for the server or
+    /// the channel) or the row cannot be made.
     pub async fn start(state: &AppState, stream: &LiveStream) -> Option<Recorder> {
         if !state.config().recording.enabled {
             return None;
         }
         let inserted = sqlx::query(
-            "INSERT INTO vods (channel_id, session_id, title, created_at) \
-             SELECT id, $1, title, $2 FROM channels WHERE id = $3 RETURNING id",
+            "INSERT INTO vods (channel_id, session_id, public_id, title, created_at) \
+             SELECT id, $1, $4, title, $2 FROM channels WHERE id = $3 AND record = 1 RETURNING id",
         )
         .bind(stream.session_id)
         .bind(now_ms())
         .bind(stream.channel_id.0)
-        .fetch_one(state.db().pool())
+        .bind(crate::db::public_id())
+        .fetch_optional(state.db().pool())
         .await
-        .and_then(|row| row.try_get::<i64, _>("id"));
+        .and_then(|row| row.map(|row| row.try_get::<i64, _>("id")).transpose());
         let vod_id = match inserted {
-            Ok(id) => id,
+            Ok(Some(id)) => id,
+            Ok(None) => {
+                tracing::info!(channel = %stream.channel, "recording is off for this channel");
+                return None;
+            }
             Err(error) => {
                 tracing::error!(%error, channel = %stream.channel, "cannot start the recording");
                 return None;
@@ -114,9 +136,27 @@ async fn write(db: Db, storage: Storage, vod_id: i64, session_id: i64, mut items
     let mut first_dts = None;
     while let Some(item) = items.recv().await {
         let result = match item {
-            Item::Init { rendition, id, bytes } => {
+            Item::Init { rendition, id, bytes, codecs, resolution, frame_rate } => {
                 let key = format!("recordings/{session_id}/{rendition}/init-{id}.mp4");
-                storage.put(&key, vec![bytes], "video/mp4").await.map_err(|e| e.to_string())
+                match storage.put(&key, vec![bytes], "video/mp4").await {
+                    Ok(()) => sqlx::query(
+                        "INSERT INTO vod_renditions (vod_id, rendition, codecs, width, height, frame_rate_millis) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (vod_id, rendition) DO UPDATE SET \
+                         codecs = excluded.codecs, width = excluded.width, height = excluded.height, \
+                         frame_rate_millis = excluded.frame_rate_millis",
+                    )
+                    .bind(vod_id)
+                    .bind(rendition)
+                    .bind(codecs)
+                    .bind(resolution.map(|(w, _)| i64::from(w)))
+                    .bind(resolution.map(|(_, h)| i64::from(h)))
+                    .bind(frame_rate.map(|rate| (rate * 1000.0).round() as i64))
+                    .execute(db.pool())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                    Err(error) => Err(error.to_string()),
+                }
             }
             Item::Segment { rendition, msn, init_id, start_dts, duration_ms, pdt_ms, discontinuity, chunks } => {
                 let key = format!("recordings/{session_id}/{rendition}/seg-{msn}.m4s");

@@ -1,7 +1,9 @@
-//! VOD: object storage (local directory or S3-compatible bucket) for recordings, and later the
-//! VOD playlists and clips cut from stored segments. The server records each finished segment
-//! here as it is produced and keeps the index in its database.
+//! VOD: object storage (local directory or S3-compatible bucket) for recordings, the VOD
+//! playlists rendered from a recording's segment index, and clips cut from stored segments. The
+//! server records each finished segment here as it is produced and keeps the index in its
+//! database.
 
+pub mod playlist;
 pub mod storage;
 
-pub use storage::{Storage, StorageConfig, StorageError, StorageKind};
+pub use storage::{Download, Storage, StorageConfig, StorageError, StorageKind};

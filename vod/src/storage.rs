@@ -5,13 +5,22 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use object_store::aws::AmazonS3Builder;
+use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
+use object_store::signer::Signer;
+use object_store::{
+    Attribute, Attributes, BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutOptions, PutPayload,
+    RetryConfig,
+};
 use serde::Deserialize;
+
+/// How long a presigned download URL stays valid.
+const PRESIGNED_FOR: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -35,6 +44,14 @@ pub struct StorageConfig {
     pub path_style: bool,
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
+    /// s3: downloads are redirects to presigned URLs (viewers fetch from the bucket); off: the
+    /// server streams objects through (for buckets viewers cannot reach).
+    #[serde(default = "default_presigned_urls")]
+    pub presigned_urls: bool,
+}
+
+fn default_presigned_urls() -> bool {
+    true
 }
 
 // Credentials are never printed.
@@ -47,6 +64,7 @@ impl std::fmt::Debug for StorageConfig {
             .field("bucket", &self.bucket)
             .field("region", &self.region)
             .field("path_style", &self.path_style)
+            .field("presigned_urls", &self.presigned_urls)
             .finish_non_exhaustive()
     }
 }
@@ -59,11 +77,32 @@ pub enum StorageError {
     Directory { path: String, source: std::io::Error },
     #[error("storage.kind = \"s3\" needs storage.bucket")]
     MissingBucket,
+    #[error("no such object: {0}")]
+    NotFound(String),
+}
+
+impl StorageError {
+    fn from_store(error: object_store::Error) -> StorageError {
+        match error {
+            object_store::Error::NotFound { path, .. } => StorageError::NotFound(path),
+            other => StorageError::Store(other),
+        }
+    }
+}
+
+/// How an object is handed to a downloader.
+pub enum Download {
+    /// Fetch it from this (presigned) URL.
+    Redirect(String),
+    /// Its bytes, streamed from storage.
+    Stream { size: u64, body: BoxStream<'static, Result<Bytes, StorageError>> },
 }
 
 #[derive(Clone)]
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
+    /// Set when downloads are redirects to presigned URLs.
+    signer: Option<Arc<AmazonS3>>,
     /// Whether objects carry a content type (buckets do; local files do not).
     content_types: bool,
     description: String,
@@ -85,13 +124,25 @@ impl Storage {
                 let store = LocalFileSystem::new_with_prefix(&dir)?;
                 Ok(Storage {
                     store: Arc::new(store),
+                    signer: None,
                     content_types: false,
                     description: format!("local directory {}", dir.display()),
                 })
             }
             StorageKind::S3 => {
                 let bucket = config.bucket.clone().ok_or(StorageError::MissingBucket)?;
+                // Fail over to the spool within seconds rather than the library's three minutes.
+                let retry = RetryConfig {
+                    backoff: BackoffConfig::default(),
+                    max_retries: 3,
+                    retry_timeout: Duration::from_secs(10),
+                };
+                let client = ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(3))
+                    .with_timeout(Duration::from_secs(60));
                 let mut builder = AmazonS3Builder::from_env()
+                    .with_retry(retry)
+                    .with_client_options(client)
                     .with_bucket_name(&bucket)
                     .with_region(config.region.clone().unwrap_or_else(|| "us-east-1".into()))
                     .with_virtual_hosted_style_request(!config.path_style);
@@ -101,8 +152,13 @@ impl Storage {
                 if let (Some(id), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
                     builder = builder.with_access_key_id(id).with_secret_access_key(secret);
                 }
-                let store = builder.build()?;
-                Ok(Storage { store: Arc::new(store), content_types: true, description: format!("S3 bucket {bucket}") })
+                let store = Arc::new(builder.build()?);
+                Ok(Storage {
+                    signer: config.presigned_urls.then(|| store.clone()),
+                    store,
+                    content_types: true,
+                    description: format!("S3 bucket {bucket}"),
+                })
             }
         }
     }
@@ -119,6 +175,37 @@ impl Storage {
 
     pub async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
         Ok(self.store.get(&ObjectPath::from(key)).await?.bytes().await?)
+    }
+
+    /// The object for a downloader: a presigned URL when the bucket is configured for them,
+    /// otherwise its bytes as a stream. A missing object is `StorageError::NotFound`.
+    pub async fn download(&self, key: &str) -> Result<Download, StorageError> {
+        let path = ObjectPath::from(key);
+        if let Some(signer) = &self.signer {
+            let url = signer.signed_url(object_store::signer::Method::GET, &path, PRESIGNED_FOR).await?;
+            return Ok(Download::Redirect(url.to_string()));
+        }
+        let found = self.store.get(&path).await.map_err(StorageError::from_store)?;
+        let size = found.meta.size;
+        let body = found.into_stream().map_err(StorageError::from).boxed();
+        Ok(Download::Stream { size, body })
+    }
+
+    /// Deletes every object under `prefix` (a `/`-separated path; `a/b` does not match `a/bc`).
+    /// Returns how many were deleted.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<u64, StorageError> {
+        let prefix = ObjectPath::from(prefix);
+        let locations = self.store.list(Some(&prefix)).map_ok(|meta| meta.location).boxed();
+        let mut deleted = self.store.delete_stream(locations);
+        let mut count = 0;
+        while let Some(result) = deleted.next().await {
+            match result {
+                Ok(_) => count += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(count)
     }
 }
 
@@ -138,6 +225,7 @@ mod tests {
             path_style: false,
             access_key_id: None,
             secret_access_key: Some("hidden".into()),
+            presigned_urls: true,
         };
         let storage = Storage::open(&config, dir.path()).unwrap();
         storage
@@ -147,6 +235,18 @@ mod tests {
         assert_eq!(storage.get("a/b/seg-1.m4s").await.unwrap(), Bytes::from_static(b"one two"));
         assert_eq!(std::fs::read(dir.path().join("media/a/b/seg-1.m4s")).unwrap(), b"one two");
         assert!(storage.get("missing").await.is_err());
+        assert!(matches!(storage.download("missing").await, Err(StorageError::NotFound(_))));
+        let Ok(Download::Stream { size, body }) = storage.download("a/b/seg-1.m4s").await else {
+            panic!("local objects are streamed")
+        };
+        assert_eq!(size, 7);
+        let streamed: Vec<Bytes> = body.try_collect().await.unwrap();
+        assert_eq!(streamed.concat(), b"one two");
+        storage.put("a/bc/other", vec![Bytes::from_static(b"x")], "video/mp4").await.unwrap();
+        storage.put("a/b/deeper/seg-2.m4s", vec![Bytes::from_static(b"y")], "video/mp4").await.unwrap();
+        assert_eq!(storage.delete_prefix("a/b").await.unwrap(), 2);
+        assert!(storage.get("a/b/seg-1.m4s").await.is_err());
+        assert!(storage.get("a/bc/other").await.is_ok(), "a sibling with a longer name is kept");
         assert!(!format!("{config:?}").contains("hidden"), "credentials are not printed");
         let s3 = StorageConfig { kind: StorageKind::S3, ..config };
         assert!(matches!(Storage::open(&s3, dir.path()), Err(StorageError::MissingBucket)));
