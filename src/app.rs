@@ -38,6 +38,7 @@ struct Inner {
     bus: EventBus,
     hub: Hub,
     storage: aether_vod::Storage,
+    archive: crate::live::record::Archive,
     chat_connections: Arc<ConnectionCounts>,
     /// Cancelled when the server starts shutting down; long-lived connections watch it.
     stopping: CancellationToken,
@@ -75,6 +76,10 @@ impl AppState {
 
     pub fn storage(&self) -> &aether_vod::Storage {
         &self.inner.storage
+    }
+
+    pub fn archive(&self) -> &crate::live::record::Archive {
+        &self.inner.archive
     }
 
     pub fn chat_connections(&self) -> &Arc<ConnectionCounts> {
@@ -116,6 +121,9 @@ impl App {
         }
         let storage = aether_vod::Storage::open(&config.storage, &config.data_dir)?;
         tracing::info!(storage = ?storage, "object storage");
+        let spool_dir = config.data_dir.join("spool");
+        let spool_bytes = config.recording.spool_max_mb.saturating_mul(1 << 20);
+        let archive = crate::live::record::Archive::open(db.clone(), storage.clone(), &spool_dir, spool_bytes)?;
         let http = TcpListener::bind(config.http.listen)
             .await
             .with_context(|| format!("cannot listen for HTTP on {}", config.http.listen))?;
@@ -133,6 +141,7 @@ impl App {
         let hub = Hub::start(config.chat.clone(), directory, config.redis.url.clone(), &tasks, stopping.clone());
         let inner = Inner {
             storage,
+            archive,
             hub,
             chat_connections: Arc::default(),
             stopping,
@@ -186,6 +195,7 @@ impl App {
         let rtmp_config = state.config().rtmp.clone();
         tracker.spawn(aether_ingest::serve_rtmp(rtmp, rtmp_config, publishers, shutdown.child_token()));
         tracker.spawn(sweep_sessions(state.clone(), shutdown.child_token()));
+        tracker.spawn(state.archive().clone().upload_spooled(shutdown.child_token()));
         tracker.spawn(crate::chat::relay_stream_events(state.clone(), shutdown.child_token()));
         // Long-lived connections (chat sockets, chat shards) end when shutdown begins, so that
         // the HTTP server's graceful shutdown is not held open by them.

@@ -88,6 +88,9 @@ pub struct ChannelsConfig {
 pub struct RecordingConfig {
     /// Record every broadcast as a VOD.
     pub enabled: bool,
+    /// Bound of the local spool (`<data_dir>/spool`) that holds recorded objects while storage
+    /// cannot be reached.
+    pub spool_max_mb: u64,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

@@ -182,3 +182,54 @@ async fn a_channel_with_recording_switched_off_makes_no_vod() {
     assert_eq!(stored, 0, "nothing was written to storage");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_outage_mid_stream_loses_nothing_of_the_vod() {
+    let Some(mut s3) = S3Server::start() else { return };
+    let app = TestApp::spawn_with(Backend::Sqlite, |config| s3.configure(config)).await.unwrap();
+    let owner = app.signup("outage").await;
+    let key = app.create_channel(&owner, "outage_tv").await;
+    let publisher = Publisher::start(app.rtmp_addr, &key, 16);
+    let db = app.state.db().clone();
+    let indexed = || async {
+        use sqlx::Row;
+        sqlx::query("SELECT COUNT(*) AS n FROM vod_segments").fetch_one(db.pool()).await.unwrap().get::<i64, _>("n")
+    };
+    eventually(Duration::from_secs(20), || async { (indexed().await >= 1).then_some(()) })
+        .await
+        .expect("segments are recorded before the outage");
+
+    // Storage goes away for a while: segments made meanwhile wait in the spool.
+    s3.stop();
+    let spool = app.storage.data_dir().join("spool");
+    let spooled = eventually(Duration::from_secs(15), || async {
+        let files = std::fs::read_dir(&spool).map(|dir| dir.count()).unwrap_or(0);
+        (files >= 4).then_some(files)
+    })
+    .await;
+    assert!(spooled.is_some(), "segments are spooled while storage is down");
+    let during = indexed().await;
+    s3.resume();
+    let (ok, stderr) = publisher.wait(Duration::from_secs(40));
+    assert!(ok, "{stderr}");
+
+    // Once storage is back, the spool drains in order and the VOD is whole.
+    let vod = eventually(Duration::from_secs(30), || async {
+        let (_, body) = app.get("/api/v1/channels/outage_tv/vods", Some(&owner)).await;
+        let vod = body["vods"][0].clone();
+        let empty = std::fs::read_dir(&spool).map(|dir| dir.count() == 0).unwrap_or(true);
+        (vod["status"] == "ready" && empty && vod["duration_ms"].as_i64() >= Some(15_000)).then_some(vod)
+    })
+    .await
+    .expect("the VOD is complete once storage is back");
+    assert!(indexed().await > during, "spooled segments were indexed after the outage");
+    let msns: Vec<i64> = {
+        use sqlx::Row;
+        let rows = sqlx::query("SELECT msn FROM vod_segments ORDER BY msn").fetch_all(db.pool()).await.unwrap();
+        rows.iter().map(|row| row.get("msn")).collect()
+    };
+    assert_eq!(msns, (0..msns.len() as i64).collect::<Vec<_>>(), "no segment is missing");
+    let (seconds, _) = probe(&app.url(vod["playback_url"].as_str().unwrap()), Some(&owner));
+    assert!((15.0..=17.5).contains(&seconds), "ffprobe reads {seconds} s of a 16 s broadcast");
+    app.stop().await;
+}

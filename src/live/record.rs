@@ -3,13 +3,21 @@
 //! the packager produces it and is indexed in `vod_segments` right after, so a crash loses at most
 //! the segment in flight; when the stream ends (or, after a crash, at the next start) the VOD is
 //! finalized with its duration. Writes happen on the recorder's own task behind a bounded queue,
-//! so slow storage never stalls the live path; what cannot be queued is logged and counted.
+//! so slow storage never stalls the live path. When storage cannot be reached, objects wait in a
+//! bounded local spool and are uploaded (and indexed) in order once it is back, also after a
+//! restart; what cannot be queued or spooled is logged and counted, never dropped silently.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use aether_media::packager::{Packager, Produced};
-use aether_vod::Storage;
+use aether_vod::playlist::VodFile;
+use aether_vod::{Spool, SpoolError, Storage, StorageError};
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
 use crate::db::{Db, now_ms};
@@ -76,6 +84,209 @@ pub fn items(rendition: &str, packager: &Packager, produced: &[Produced]) -> Vec
         .collect()
 }
 
+/// One object of a recording and the index row that goes with it; also what a spool entry says.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Stored {
+    vod_id: i64,
+    key: String,
+    row: IndexRow,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum IndexRow {
+    Rendition {
+        rendition: String,
+        codecs: String,
+        width: Option<i64>,
+        height: Option<i64>,
+        frame_rate_millis: Option<i64>,
+    },
+    Segment {
+        rendition: String,
+        msn: i64,
+        init_id: i64,
+        start_ms: i64,
+        duration_ms: i64,
+        bytes: i64,
+        program_date_time_ms: i64,
+        discontinuity: bool,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RecordError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("indexing: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Where recordings go: object storage, and the spool while storage cannot be reached. Objects
+/// of one recording are stored in the order they were made: once anything waits in the spool,
+/// new objects queue behind it.
+#[derive(Clone)]
+pub struct Archive {
+    db: Db,
+    storage: Storage,
+    spool: Arc<Spool<Stored>>,
+    spooled: Arc<Notify>,
+}
+
+impl Archive {
+    pub fn open(db: Db, storage: Storage, dir: &std::path::Path, max_bytes: u64) -> Result<Archive, SpoolError> {
+        let spool = Spool::open(dir, max_bytes)?;
+        if !spool.is_empty() {
+            tracing::warn!(
+                entries = spool.len(),
+                bytes = spool.used_bytes(),
+                "recordings are waiting in the spool; uploading them"
+            );
+        }
+        metrics::gauge!("aether_recording_spool_bytes").set(spool.used_bytes() as f64);
+        Ok(Archive { db, storage, spool: Arc::new(spool), spooled: Arc::new(Notify::new()) })
+    }
+
+    async fn save(&self, stored: Stored, chunks: Vec<Bytes>) {
+        if self.spool.is_empty() {
+            match self.storage.put(&stored.key, chunks.clone(), "video/mp4").await {
+                Ok(()) => return self.index(&stored).await,
+                Err(error) => {
+                    metrics::counter!("aether_recording_errors_total").increment(1);
+                    tracing::warn!(vod_id = stored.vod_id, key = stored.key, %error, "storage failed; spooling");
+                }
+            }
+        }
+        match self.spool.push(stored.clone(), &chunks).await {
+            Ok(()) => {
+                metrics::counter!("aether_recording_spooled_total").increment(1);
+                metrics::gauge!("aether_recording_spool_bytes").set(self.spool.used_bytes() as f64);
+                self.spooled.notify_one();
+            }
+            Err(error) => {
+                metrics::counter!("aether_recording_dropped_total").increment(1);
+                tracing::error!(vod_id = stored.vod_id, key = stored.key, %error, "a recorded object was lost");
+            }
+        }
+    }
+
+    async fn index(&self, stored: &Stored) {
+        match index(&self.db, stored).await {
+            Ok(()) => {
+                if matches!(stored.row, IndexRow::Segment { .. }) {
+                    metrics::counter!("aether_recorded_segments_total").increment(1);
+                }
+            }
+            Err(error) => {
+                metrics::counter!("aether_recording_errors_total").increment(1);
+                tracing::error!(vod_id = stored.vod_id, key = stored.key, %error, "indexing a recorded object failed");
+            }
+        }
+    }
+
+    /// Uploads what waits in the spool, oldest first, retrying with backoff while storage is
+    /// down, until `stop` (what is left stays for the next start).
+    pub async fn upload_spooled(self, stop: CancellationToken) {
+        let mut backoff = RETRY_FIRST;
+        loop {
+            let front = match self.spool.front().await {
+                Ok(front) => front,
+                Err(error) => {
+                    tracing::error!(%error, "the spool cannot be read");
+                    None
+                }
+            };
+            let Some((seq, stored, data)) = front else {
+                tokio::select! {
+                    _ = self.spooled.notified() => continue,
+                    _ = stop.cancelled() => return,
+                }
+            };
+            match self.upload_one(&stored, data).await {
+                Ok(()) => {
+                    self.spool.remove(seq).await;
+                    metrics::gauge!("aether_recording_spool_bytes").set(self.spool.used_bytes() as f64);
+                    backoff = RETRY_FIRST;
+                    if self.spool.is_empty() {
+                        tracing::info!("the spool is empty: every recorded object is in storage");
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, waiting = self.spool.len(), retry_in = ?backoff, "storage still unavailable");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    async fn upload_one(&self, stored: &Stored, data: Bytes) -> Result<(), RecordError> {
+        self.storage.put(&stored.key, vec![data], "video/mp4").await?;
+        index(&self.db, stored).await?;
+        if matches!(stored.row, IndexRow::Segment { .. }) {
+            metrics::counter!("aether_recorded_segments_total").increment(1);
+            // A VOD finalized while its last segments were spooled gets its full length now.
+            let sql = format!("UPDATE vods SET duration_ms = {DURATION} WHERE id = $1 AND status = 'ready'");
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(stored.vod_id).execute(self.db.pool()).await?;
+        }
+        Ok(())
+    }
+}
+
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+async fn index(db: &Db, stored: &Stored) -> Result<(), sqlx::Error> {
+    match &stored.row {
+        IndexRow::Rendition { rendition, codecs, width, height, frame_rate_millis } => {
+            sqlx::query(
+                "INSERT INTO vod_renditions (vod_id, rendition, codecs, width, height, frame_rate_millis) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (vod_id, rendition) DO UPDATE SET \
+                 codecs = excluded.codecs, width = excluded.width, height = excluded.height, \
+                 frame_rate_millis = excluded.frame_rate_millis",
+            )
+            .bind(stored.vod_id)
+            .bind(rendition)
+            .bind(codecs)
+            .bind(*width)
+            .bind(*height)
+            .bind(*frame_rate_millis)
+            .execute(db.pool())
+            .await?;
+        }
+        IndexRow::Segment {
+            rendition,
+            msn,
+            init_id,
+            start_ms,
+            duration_ms,
+            bytes,
+            program_date_time_ms,
+            discontinuity,
+        } => {
+            sqlx::query(
+                "INSERT INTO vod_segments (vod_id, rendition, msn, init_id, start_ms, duration_ms, bytes, \
+                 program_date_time_ms, discontinuity, object_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(stored.vod_id)
+            .bind(rendition)
+            .bind(*msn)
+            .bind(*init_id)
+            .bind(*start_ms)
+            .bind(*duration_ms)
+            .bind(*bytes)
+            .bind(*program_date_time_ms)
+            .bind(i64::from(*discontinuity))
+            .bind(&stored.key)
+            .execute(db.pool())
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 pub struct Recorder {
     sender: mpsc::Sender<Item>,
     vod_id: i64,
@@ -111,7 +322,7 @@ impl Recorder {
             }
         };
         let (sender, receiver) = mpsc::channel(QUEUE);
-        state.tasks().spawn(write(state.db().clone(), state.storage().clone(), vod_id, stream.session_id, receiver));
+        state.tasks().spawn(write(state.archive().clone(), vod_id, stream.session_id, receiver));
         Some(Recorder { sender, vod_id })
     }
 
@@ -123,83 +334,61 @@ impl Recorder {
         for item in items {
             if self.sender.try_send(item).is_err() {
                 metrics::counter!("aether_recording_dropped_total").increment(1);
-                tracing::warn!(
+                tracing::error!(
                     vod_id = self.vod_id,
-                    "recording queue full: storage is too slow, a segment was not recorded"
+                    "recording queue full: storage and spool are too slow, a segment was not recorded"
                 );
             }
         }
     }
 }
 
-async fn write(db: Db, storage: Storage, vod_id: i64, session_id: i64, mut items: mpsc::Receiver<Item>) {
+async fn write(archive: Archive, vod_id: i64, session_id: i64, mut items: mpsc::Receiver<Item>) {
     let mut first_dts = None;
     while let Some(item) = items.recv().await {
-        let result = match item {
+        let (stored, chunks) = match item {
             Item::Init { rendition, id, bytes, codecs, resolution, frame_rate } => {
-                let key = format!("recordings/{session_id}/{rendition}/init-{id}.mp4");
-                match storage.put(&key, vec![bytes], "video/mp4").await {
-                    Ok(()) => sqlx::query(
-                        "INSERT INTO vod_renditions (vod_id, rendition, codecs, width, height, frame_rate_millis) \
-                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (vod_id, rendition) DO UPDATE SET \
-                         codecs = excluded.codecs, width = excluded.width, height = excluded.height, \
-                         frame_rate_millis = excluded.frame_rate_millis",
-                    )
-                    .bind(vod_id)
-                    .bind(rendition)
-                    .bind(codecs)
-                    .bind(resolution.map(|(w, _)| i64::from(w)))
-                    .bind(resolution.map(|(_, h)| i64::from(h)))
-                    .bind(frame_rate.map(|rate| (rate * 1000.0).round() as i64))
-                    .execute(db.pool())
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
-                    Err(error) => Err(error.to_string()),
-                }
+                let key = VodFile::Init(id).object_key(session_id, &rendition);
+                let row = IndexRow::Rendition {
+                    rendition,
+                    codecs,
+                    width: resolution.map(|(w, _)| i64::from(w)),
+                    height: resolution.map(|(_, h)| i64::from(h)),
+                    frame_rate_millis: frame_rate.map(|rate| (rate * 1000.0).round() as i64),
+                };
+                (Stored { vod_id, key, row }, vec![bytes])
             }
             Item::Segment { rendition, msn, init_id, start_dts, duration_ms, pdt_ms, discontinuity, chunks } => {
-                let key = format!("recordings/{session_id}/{rendition}/seg-{msn}.m4s");
-                let bytes: usize = chunks.iter().map(Bytes::len).sum();
+                let key = VodFile::Segment(msn).object_key(session_id, &rendition);
                 let first = *first_dts.get_or_insert(start_dts);
-                let start_ms = (start_dts - first) * 1000 / i64::from(aether_media::TIMEBASE);
-                match storage.put(&key, chunks, "video/mp4").await {
-                    Ok(()) => sqlx::query(
-                        "INSERT INTO vod_segments (vod_id, rendition, msn, init_id, start_ms, duration_ms, bytes, \
-                         program_date_time_ms, discontinuity, object_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                    )
-                    .bind(vod_id)
-                    .bind(rendition)
-                    .bind(msn as i64)
-                    .bind(i64::from(init_id))
-                    .bind(start_ms)
-                    .bind(duration_ms)
-                    .bind(bytes as i64)
-                    .bind(pdt_ms)
-                    .bind(i64::from(discontinuity))
-                    .bind(key)
-                    .execute(db.pool())
-                    .await
-                    .map(|_| metrics::counter!("aether_recorded_segments_total").increment(1))
-                    .map_err(|e| e.to_string()),
-                    Err(error) => Err(error.to_string()),
-                }
+                let row = IndexRow::Segment {
+                    rendition,
+                    msn: msn as i64,
+                    init_id: i64::from(init_id),
+                    start_ms: (start_dts - first) * 1000 / i64::from(aether_media::TIMEBASE),
+                    duration_ms,
+                    bytes: chunks.iter().map(|c| c.len() as i64).sum(),
+                    program_date_time_ms: pdt_ms,
+                    discontinuity,
+                };
+                (Stored { vod_id, key, row }, chunks)
             }
         };
-        if let Err(error) = result {
-            metrics::counter!("aether_recording_errors_total").increment(1);
-            tracing::error!(vod_id, %error, "recording a segment failed");
-        }
+        archive.save(stored, chunks).await;
     }
-    if let Err(error) = finalize(&db, Some(vod_id)).await {
+    if let Err(error) = finalize(&archive.db, Some(vod_id)).await {
         tracing::error!(vod_id, %error, "finalizing the VOD failed");
     }
 }
 
+/// A VOD's length: the sum of its source rendition's indexed segments.
+const DURATION: &str =
+    "(SELECT COALESCE(SUM(s.duration_ms), 0) FROM vod_segments s WHERE s.vod_id = vods.id AND s.rendition = 'source')";
+
 /// Marks recordings ready with their source-rendition duration: one VOD, or (`None`) every one a
 /// crash left `recording`. Returns how many.
 pub async fn finalize(db: &Db, vod_id: Option<i64>) -> Result<u64, sqlx::Error> {
-    let duration = "(SELECT COALESCE(SUM(s.duration_ms), 0) FROM vod_segments s WHERE s.vod_id = vods.id AND s.rendition = 'source')";
+    let duration = DURATION;
     let done = match vod_id {
         Some(id) => {
             let sql =

@@ -4,6 +4,8 @@
 //! database.
 
 pub mod playlist;
+pub mod spool;
 pub mod storage;
 
+pub use spool::{Spool, SpoolError};
 pub use storage::{Download, Storage, StorageConfig, StorageError, StorageKind};
