@@ -3,6 +3,7 @@
 //! server records each finished segment here as it is produced and keeps the index in its
 //! database.
 
+pub mod clip;
 pub mod playlist;
 pub mod spool;
 pub mod storage;

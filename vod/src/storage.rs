@@ -14,10 +14,15 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::signer::Signer;
 use object_store::{
-    Attribute, Attributes, BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutOptions, PutPayload,
-    RetryConfig,
+    Attribute, Attributes, BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions,
+    PutPayload, RetryConfig, WriteMultipart,
 };
 use serde::Deserialize;
+
+/// Objects larger than this are uploaded in parts.
+const MULTIPART_OVER: usize = 16 << 20;
+const PART_SIZE: usize = 8 << 20;
+const PARTS_IN_FLIGHT: usize = 4;
 
 /// How long a presigned download URL stays valid.
 const PRESIGNED_FOR: Duration = Duration::from_secs(15 * 60);
@@ -163,13 +168,32 @@ impl Storage {
         }
     }
 
-    /// Writes `chunks`, in order, as one object.
+    /// Writes `chunks`, in order, as one object; objects over `MULTIPART_OVER` bytes go up as a
+    /// multipart upload (parts of `PART_SIZE`, a few in flight), aborted if any part fails.
     pub async fn put(&self, key: &str, chunks: Vec<Bytes>, content_type: &'static str) -> Result<(), StorageError> {
-        let mut options = PutOptions::default();
-        if self.content_types {
-            options.attributes = Attributes::from_iter([(Attribute::ContentType, content_type)]);
+        let attributes = if self.content_types {
+            Attributes::from_iter([(Attribute::ContentType, content_type)])
+        } else {
+            Attributes::new()
+        };
+        let path = ObjectPath::from(key);
+        let size: usize = chunks.iter().map(Bytes::len).sum();
+        if size <= MULTIPART_OVER {
+            let options = PutOptions { attributes, ..Default::default() };
+            self.store.put_opts(&path, PutPayload::from_iter(chunks), options).await?;
+            return Ok(());
         }
-        self.store.put_opts(&ObjectPath::from(key), PutPayload::from_iter(chunks), options).await?;
+        let options = PutMultipartOptions { attributes, ..Default::default() };
+        let upload = self.store.put_multipart_opts(&path, options).await?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        for chunk in chunks {
+            if let Err(error) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                let _ = writer.abort().await;
+                return Err(error.into());
+            }
+            writer.put(chunk);
+        }
+        writer.finish().await?;
         Ok(())
     }
 
@@ -244,7 +268,11 @@ mod tests {
         assert_eq!(streamed.concat(), b"one two");
         storage.put("a/bc/other", vec![Bytes::from_static(b"x")], "video/mp4").await.unwrap();
         storage.put("a/b/deeper/seg-2.m4s", vec![Bytes::from_static(b"y")], "video/mp4").await.unwrap();
-        assert_eq!(storage.delete_prefix("a/b").await.unwrap(), 2);
+        // Large objects go up in parts and come back whole.
+        let big: Vec<Bytes> = (0..40u8).map(|i| Bytes::from(vec![i; 1 << 20])).collect();
+        storage.put("a/b/big.mp4", big.clone(), "video/mp4").await.unwrap();
+        assert_eq!(storage.get("a/b/big.mp4").await.unwrap(), big.concat());
+        assert_eq!(storage.delete_prefix("a/b").await.unwrap(), 3);
         assert!(storage.get("a/b/seg-1.m4s").await.is_err());
         assert!(storage.get("a/bc/other").await.is_ok(), "a sibling with a longer name is kept");
         assert!(!format!("{config:?}").contains("hidden"), "credentials are not printed");
