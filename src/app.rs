@@ -39,6 +39,7 @@ struct Inner {
     hub: Hub,
     storage: aether_vod::Storage,
     archive: crate::live::record::Archive,
+    clip_jobs: crate::clips::ClipJobs,
     chat_connections: Arc<ConnectionCounts>,
     /// Cancelled when the server starts shutting down; long-lived connections watch it.
     stopping: CancellationToken,
@@ -80,6 +81,10 @@ impl AppState {
 
     pub fn archive(&self) -> &crate::live::record::Archive {
         &self.inner.archive
+    }
+
+    pub fn clip_jobs(&self) -> &crate::clips::ClipJobs {
+        &self.inner.clip_jobs
     }
 
     pub fn chat_connections(&self) -> &Arc<ConnectionCounts> {
@@ -142,6 +147,7 @@ impl App {
         let inner = Inner {
             storage,
             archive,
+            clip_jobs: crate::clips::ClipJobs::new(config.clips.queue),
             hub,
             chat_connections: Arc::default(),
             stopping,
@@ -196,6 +202,7 @@ impl App {
         tracker.spawn(aether_ingest::serve_rtmp(rtmp, rtmp_config, publishers, shutdown.child_token()));
         tracker.spawn(sweep_sessions(state.clone(), shutdown.child_token()));
         tracker.spawn(state.archive().clone().upload_spooled(shutdown.child_token()));
+        tracker.spawn(crate::clips::ClipJobs::run(state.clone(), shutdown.child_token()));
         tracker.spawn(crate::chat::relay_stream_events(state.clone(), shutdown.child_token()));
         // Long-lived connections (chat sockets, chat shards) end when shutdown begins, so that
         // the HTTP server's graceful shutdown is not held open by them.

@@ -28,6 +28,7 @@ pub struct Config {
     pub chat: aether_chat::ChatConfig,
     pub storage: aether_vod::StorageConfig,
     pub recording: RecordingConfig,
+    pub clips: ClipsConfig,
     pub log: LogConfig,
 }
 
@@ -91,6 +92,17 @@ pub struct RecordingConfig {
     /// Bound of the local spool (`<data_dir>/spool`) that holds recorded objects while storage
     /// cannot be reached.
     pub spool_max_mb: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClipsConfig {
+    /// Shortest and longest clip, in seconds.
+    pub min_seconds: u32,
+    pub max_seconds: u32,
+    /// Clips cut at the same time; more wait in a queue of `queue`.
+    pub workers: usize,
+    pub queue: usize,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -168,6 +180,13 @@ impl Config {
         }
         if self.auth.session_ttl_hours == 0 || self.auth.attempts_per_minute == 0 {
             return invalid("auth.session_ttl_hours and auth.attempts_per_minute must be at least 1");
+        }
+        let clips = &self.clips;
+        if clips.min_seconds == 0 || clips.min_seconds > clips.max_seconds || clips.max_seconds > 3600 {
+            return invalid("clips.min_seconds must be 1 to clips.max_seconds, which is at most 3600");
+        }
+        if clips.workers == 0 || clips.queue == 0 {
+            return invalid("clips.workers and clips.queue must be at least 1");
         }
         self.hls.validate().map_err(ConfigError::Value)?;
         self.chat.validate().map_err(ConfigError::Value)?;

@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod channels;
 pub mod chat;
+pub mod clips;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -4,12 +4,12 @@
 //! their channel's owner and admins.
 
 use aether_media::playlist::{Variant, multivariant_playlist};
-use aether_vod::Download;
 use aether_vod::playlist::{self, VodFile};
+use aether_vod::{Download, StorageError};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
@@ -36,7 +36,7 @@ fn headers(response: &mut Response, content_type: &'static str, cache: &'static 
 }
 
 /// Playlists may change (a recording grows; visibility can be withdrawn): revalidate each time.
-fn playlist_response(text: String) -> Response {
+pub(crate) fn playlist_response(text: String) -> Response {
     metrics::counter!("aether_vod_requests_total", "kind" => "playlist").increment(1);
     let mut response = text.into_response();
     headers(&mut response, PLAYLIST, "no-cache");
@@ -92,22 +92,41 @@ async fn media_file(
     State(state): State<AppState>,
     MaybeUser(auth): MaybeUser,
     Path((id, rendition, file)): Path<(String, String, String)>,
+    request_headers: HeaderMap,
 ) -> ApiResult<Response> {
     let gone = || ApiError::not_found("no such media");
     let vod = visible(&state, auth.as_ref(), &id).await?;
     let file = VodFile::parse(&file).ok_or_else(gone)?;
     let key = super::object_key(state.db(), &vod, &rendition, file).await?.ok_or_else(gone)?;
-    let download = state.storage().download(&key).await.map_err(|error| match error {
-        aether_vod::StorageError::NotFound(_) => gone(),
-        error => {
-            tracing::error!(vod = %vod.id, key, %error, "reading a VOD object failed");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "storage did not answer; try again")
-        }
-    })?;
     let kind = match file {
         VodFile::Init(_) => "init",
         VodFile::Segment(_) => "segment",
     };
+    serve_object(&state, &key, &request_headers, media_cache(&vod), kind).await
+}
+
+/// An object from storage for a player or downloader: a redirect to a presigned URL, or the
+/// bytes streamed through (a single `Range` honoured with 206).
+pub(crate) async fn serve_object(
+    state: &AppState,
+    key: &str,
+    request_headers: &HeaderMap,
+    cache: &'static str,
+    kind: &'static str,
+) -> ApiResult<Response> {
+    let range = request_headers.get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(aether_vod::parse_range);
+    let download = state.storage().download(key, range).await.map_err(|error| match error {
+        StorageError::NotFound(_) => ApiError::not_found("no such media"),
+        StorageError::Range { size } => ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "range_not_satisfiable",
+            format!("the object has {size} bytes"),
+        ),
+        error => {
+            tracing::error!(key, %error, "reading a stored object failed");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "storage did not answer; try again")
+        }
+    })?;
     metrics::counter!("aether_vod_requests_total", "kind" => kind).increment(1);
     let mut response = match download {
         Download::Redirect(url) => {
@@ -119,13 +138,23 @@ async fn media_file(
             response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
             return Ok(response);
         }
-        Download::Stream { size, body } => {
-            metrics::counter!("aether_vod_bytes_total").increment(size);
+        Download::Stream { size, range, body } => {
+            let length = range.end - range.start;
+            metrics::counter!("aether_vod_bytes_total").increment(length);
             let mut response = Body::from_stream(body).into_response();
-            response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+            headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            if length != size {
+                *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+                let value = format!("bytes {}-{}/{size}", range.start, range.end.saturating_sub(1));
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_RANGE, HeaderValue::try_from(value).map_err(anyhow::Error::from)?);
+            }
             response
         }
     };
-    headers(&mut response, "video/mp4", media_cache(&vod));
+    headers(&mut response, "video/mp4", cache);
     Ok(response)
 }

@@ -3,7 +3,7 @@
 //! the link, public = listed too), the database queries behind the API and the playlists, and
 //! deletion with the stored objects.
 
-mod http;
+pub(crate) mod http;
 mod routes;
 
 use aether_vod::playlist::IndexedSegment;

@@ -9,4 +9,4 @@ pub mod spool;
 pub mod storage;
 
 pub use spool::{Spool, SpoolError};
-pub use storage::{Download, Storage, StorageConfig, StorageError, StorageKind};
+pub use storage::{ByteRange, Download, Storage, StorageConfig, StorageError, StorageKind, parse_range};

@@ -14,8 +14,8 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::signer::Signer;
 use object_store::{
-    Attribute, Attributes, BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions,
-    PutPayload, RetryConfig, WriteMultipart,
+    Attribute, Attributes, BackoffConfig, ClientOptions, GetOptions, ObjectStore, ObjectStoreExt, PutMultipartOptions,
+    PutOptions, PutPayload, RetryConfig, WriteMultipart,
 };
 use serde::Deserialize;
 
@@ -84,6 +84,8 @@ pub enum StorageError {
     MissingBucket,
     #[error("no such object: {0}")]
     NotFound(String),
+    #[error("the requested range is outside the object's {size} bytes")]
+    Range { size: u64 },
 }
 
 impl StorageError {
@@ -99,8 +101,28 @@ impl StorageError {
 pub enum Download {
     /// Fetch it from this (presigned) URL.
     Redirect(String),
-    /// Its bytes, streamed from storage.
-    Stream { size: u64, body: BoxStream<'static, Result<Bytes, StorageError>> },
+    /// Its bytes (all of them, or the requested `range`), streamed from storage.
+    Stream { size: u64, range: std::ops::Range<u64>, body: BoxStream<'static, Result<Bytes, StorageError>> },
+}
+
+/// A byte range a downloader asked for (`Range: bytes=...`).
+pub use object_store::GetRange as ByteRange;
+
+/// Parses a `Range` header value of one range; `None` for anything else (served whole).
+pub fn parse_range(value: &str) -> Option<ByteRange> {
+    let spec = value.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (first, last) = spec.split_once('-')?;
+    match (first.trim(), last.trim()) {
+        ("", suffix) => suffix.parse().ok().filter(|&n: &u64| n > 0).map(ByteRange::Suffix),
+        (first, "") => first.parse().ok().map(ByteRange::Offset),
+        (first, last) => {
+            let (first, last): (u64, u64) = (first.parse().ok()?, last.parse().ok()?);
+            (first <= last).then(|| ByteRange::Bounded(first..last + 1))
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -201,18 +223,32 @@ impl Storage {
         Ok(self.store.get(&ObjectPath::from(key)).await?.bytes().await?)
     }
 
-    /// The object for a downloader: a presigned URL when the bucket is configured for them,
-    /// otherwise its bytes as a stream. A missing object is `StorageError::NotFound`.
-    pub async fn download(&self, key: &str) -> Result<Download, StorageError> {
+    /// The object for a downloader: a presigned URL when the bucket is configured for them (the
+    /// downloader asks the bucket for any range itself), otherwise its bytes, or `range` of them,
+    /// as a stream. A missing object is `StorageError::NotFound`; a range past its end is
+    /// `StorageError::Range`.
+    pub async fn download(&self, key: &str, range: Option<ByteRange>) -> Result<Download, StorageError> {
         let path = ObjectPath::from(key);
         if let Some(signer) = &self.signer {
             let url = signer.signed_url(object_store::signer::Method::GET, &path, PRESIGNED_FOR).await?;
             return Ok(Download::Redirect(url.to_string()));
         }
-        let found = self.store.get(&path).await.map_err(StorageError::from_store)?;
-        let size = found.meta.size;
+        if let Some(range) = &range {
+            let size = self.store.head(&path).await.map_err(StorageError::from_store)?.size;
+            let unsatisfiable = match range {
+                ByteRange::Bounded(r) => r.start >= size,
+                ByteRange::Offset(start) => *start >= size,
+                ByteRange::Suffix(_) => size == 0,
+            };
+            if unsatisfiable {
+                return Err(StorageError::Range { size });
+            }
+        }
+        let options = GetOptions { range, ..Default::default() };
+        let found = self.store.get_opts(&path, options).await.map_err(StorageError::from_store)?;
+        let (size, range) = (found.meta.size, found.range.clone());
         let body = found.into_stream().map_err(StorageError::from).boxed();
-        Ok(Download::Stream { size, body })
+        Ok(Download::Stream { size, range, body })
     }
 
     /// Deletes every object under `prefix` (a `/`-separated path; `a/b` does not match `a/bc`).
@@ -237,6 +273,16 @@ impl Storage {
 mod tests {
     use super::*;
 
+    #[test]
+    fn single_byte_ranges_parse_and_others_are_ignored() {
+        assert_eq!(parse_range("bytes=0-99"), Some(ByteRange::Bounded(0..100)));
+        assert_eq!(parse_range("bytes=100-"), Some(ByteRange::Offset(100)));
+        assert_eq!(parse_range("bytes=-500"), Some(ByteRange::Suffix(500)));
+        for ignored in ["bytes=5-1", "bytes=0-1,5-6", "items=0-1", "bytes=-0", "bytes=x-", "bytes=-"] {
+            assert_eq!(parse_range(ignored), None, "{ignored}");
+        }
+    }
+
     #[tokio::test]
     async fn a_local_store_writes_chunks_as_one_object_under_the_data_dir() {
         let dir = tempfile::tempdir().unwrap();
@@ -259,13 +305,22 @@ mod tests {
         assert_eq!(storage.get("a/b/seg-1.m4s").await.unwrap(), Bytes::from_static(b"one two"));
         assert_eq!(std::fs::read(dir.path().join("media/a/b/seg-1.m4s")).unwrap(), b"one two");
         assert!(storage.get("missing").await.is_err());
-        assert!(matches!(storage.download("missing").await, Err(StorageError::NotFound(_))));
-        let Ok(Download::Stream { size, body }) = storage.download("a/b/seg-1.m4s").await else {
+        assert!(matches!(storage.download("missing", None).await, Err(StorageError::NotFound(_))));
+        let Ok(Download::Stream { size, range, body }) = storage.download("a/b/seg-1.m4s", None).await else {
             panic!("local objects are streamed")
         };
-        assert_eq!(size, 7);
+        assert_eq!((size, range), (7, 0..7));
         let streamed: Vec<Bytes> = body.try_collect().await.unwrap();
         assert_eq!(streamed.concat(), b"one two");
+        let Ok(Download::Stream { size, range, body }) =
+            storage.download("a/b/seg-1.m4s", parse_range("bytes=4-")).await
+        else {
+            panic!("ranges are streamed")
+        };
+        assert_eq!((size, range), (7, 4..7));
+        assert_eq!(body.try_collect::<Vec<Bytes>>().await.unwrap().concat(), b"two");
+        let past = storage.download("a/b/seg-1.m4s", parse_range("bytes=7-9")).await;
+        assert!(matches!(past, Err(StorageError::Range { size: 7 })));
         storage.put("a/bc/other", vec![Bytes::from_static(b"x")], "video/mp4").await.unwrap();
         storage.put("a/b/deeper/seg-2.m4s", vec![Bytes::from_static(b"y")], "video/mp4").await.unwrap();
         // Large objects go up in parts and come back whole.

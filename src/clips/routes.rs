@@ -1,0 +1,270 @@
+//! The clips API and clip playback. `POST /api/v1/clips` takes the last `seconds` of a live
+//! stream or a `[start_ms, end_ms)` range of a VOD, answers 202 with the clip in `processing`,
+//! and queues the job. Anyone signed in may clip a live stream or a public VOD (the channel's
+//! owner also their private ones); the clip belongs to its creator and the channel. Ready clips
+//! play at `/clips/{id}/index.m3u8` and download at `/clips/{id}.mp4`.
+
+use aether_vod::playlist::{self, VodFile};
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::{Clip, ClipStatus, NewClip};
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::channels::{self, TITLE_MAX_CHARS, clean_text};
+use crate::error::{ApiError, ApiResult, Json, Query};
+use crate::vod::http::{playlist_response, serve_object};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/clips", post(create))
+        .route("/api/v1/clips/{id}", get(show).delete(remove))
+        .route("/api/v1/channels/{name}/clips", get(list))
+        .route("/clips/{file}", get(download))
+        .route("/clips/{id}/index.m3u8", get(media_playlist))
+        .route("/clips/{id}/{file}", get(media_file))
+}
+
+#[derive(Debug, Serialize)]
+struct Requested {
+    start_ms: i64,
+    end_ms: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct ClipView {
+    id: String,
+    channel: String,
+    creator: String,
+    vod_id: Option<String>,
+    title: String,
+    status: ClipStatus,
+    failure: Option<String>,
+    /// The span asked for, in milliseconds of the recording.
+    requested: Requested,
+    /// The span cut (from a keyframe at or before the requested start), once ready.
+    start_ms: Option<i64>,
+    duration_ms: Option<i64>,
+    bytes: Option<i64>,
+    playback_url: Option<String>,
+    download_url: Option<String>,
+    created_at: i64,
+}
+
+fn view(clip: Clip) -> ClipView {
+    let ready = clip.status == ClipStatus::Ready;
+    ClipView {
+        playback_url: ready.then(|| format!("/clips/{}/index.m3u8", clip.id)),
+        download_url: ready.then(|| format!("/clips/{}.mp4", clip.id)),
+        id: clip.id,
+        channel: clip.channel,
+        creator: clip.creator,
+        vod_id: clip.vod_id,
+        title: clip.title,
+        status: clip.status,
+        failure: clip.failure,
+        requested: Requested { start_ms: clip.requested_start_ms, end_ms: clip.requested_end_ms },
+        start_ms: clip.start_ms,
+        duration_ms: clip.duration_ms,
+        bytes: clip.bytes,
+        created_at: clip.created_at,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRequest {
+    channel: Option<String>,
+    seconds: Option<u32>,
+    vod_id: Option<String>,
+    start_ms: Option<i64>,
+    end_ms: Option<i64>,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    precise: bool,
+}
+
+fn bad(message: impl Into<std::borrow::Cow<'static, str>>) -> ApiError {
+    ApiError::invalid("invalid_clip", message)
+}
+
+async fn create(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(body): Json<CreateRequest>,
+) -> ApiResult<(StatusCode, Json<ClipView>)> {
+    if body.precise {
+        return Err(ApiError::invalid(
+            "precise_unavailable",
+            "frame-precise clips need re-encoding, which this server cannot do yet; \
+             leave precise off for a clip that starts at the keyframe before start_ms",
+        ));
+    }
+    let limits = &state.config().clips;
+    let (min_ms, max_ms) = (i64::from(limits.min_seconds) * 1000, i64::from(limits.max_seconds) * 1000);
+    let title = clean_text("title", &body.title, TITLE_MAX_CHARS)?;
+    let new = match (&body.channel, body.seconds, &body.vod_id, body.start_ms, body.end_ms) {
+        (Some(name), Some(seconds), None, None, None) => {
+            let seconds = i64::from(seconds) * 1000;
+            if !(min_ms..=max_ms).contains(&seconds) {
+                return Err(bad(format!("seconds must be {} to {}", limits.min_seconds, limits.max_seconds)));
+            }
+            let channel = channels::find(state.db(), name)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("no channel named \"{name}\"")))?;
+            let stream = state
+                .live()
+                .get(name)
+                .ok_or_else(|| ApiError::conflict("not_live", format!("\"{name}\" is not live")))?;
+            // The live clip ends where the recording has got to.
+            let row = sqlx::query(
+                "SELECT v.id, (SELECT MAX(s.start_ms + s.duration_ms) FROM vod_segments s \
+                 WHERE s.vod_id = v.id AND s.rendition = 'source') AS recorded FROM vods v WHERE v.session_id = $1",
+            )
+            .bind(stream.session_id)
+            .fetch_optional(state.db().pool())
+            .await?
+            .ok_or_else(|| ApiError::conflict("not_recorded", "this broadcast is not being recorded"))?;
+            let end: i64 = row
+                .try_get::<Option<i64>, _>("recorded")?
+                .ok_or_else(|| ApiError::conflict("too_early", "nothing has been recorded yet; try in a moment"))?;
+            NewClip {
+                channel_id: channel.id,
+                creator: auth.user.id,
+                vod_row_id: row.try_get("id")?,
+                title: &title,
+                start_ms: (end - seconds).max(0),
+                end_ms: end,
+            }
+        }
+        (None, None, Some(vod_id), Some(start_ms), Some(end_ms)) => {
+            let vod = crate::vod::find(state.db(), vod_id)
+                .await?
+                .filter(|vod| vod.can_view(Some(&auth.user)))
+                .ok_or_else(|| ApiError::not_found("no such VOD"))?;
+            if vod.visibility != crate::vod::Visibility::Public && !vod.can_manage(&auth.user) {
+                return Err(ApiError::forbidden("only public VODs may be clipped by others"));
+            }
+            if start_ms < 0 || end_ms <= start_ms {
+                return Err(bad("start_ms must be at least 0 and before end_ms"));
+            }
+            if !(min_ms..=max_ms).contains(&(end_ms - start_ms)) {
+                return Err(bad(format!("a clip is {} to {} seconds long", limits.min_seconds, limits.max_seconds)));
+            }
+            if vod.status == crate::vod::VodStatus::Ready && start_ms >= vod.duration_ms {
+                return Err(bad(format!("the VOD is {} ms long", vod.duration_ms)));
+            }
+            NewClip {
+                channel_id: vod.channel_id,
+                creator: auth.user.id,
+                vod_row_id: vod.row_id,
+                title: &title,
+                start_ms,
+                end_ms: end_ms.min(if vod.status == crate::vod::VodStatus::Ready { vod.duration_ms } else { end_ms }),
+            }
+        }
+        _ => return Err(bad("send {channel, seconds} for a live clip or {vod_id, start_ms, end_ms} for a VOD clip")),
+    };
+    let (row_id, id) = super::insert(state.db(), new).await?;
+    if !state.clip_jobs().submit(row_id) {
+        super::fail(state.db(), row_id, "the server had too many clips to make").await?;
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many clips are being made; try again"));
+    }
+    let clip = super::find(state.db(), &id).await?.ok_or_else(|| anyhow::anyhow!("clip vanished after insert"))?;
+    tracing::info!(clip = %clip.id, channel = %clip.channel, by = %auth.user.username, "clip requested");
+    Ok((StatusCode::ACCEPTED, Json(view(clip))))
+}
+
+async fn load(state: &AppState, id: &str) -> ApiResult<Clip> {
+    super::find(state.db(), id).await?.ok_or_else(|| ApiError::not_found("no such clip"))
+}
+
+async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<ClipView>> {
+    Ok(Json(view(load(&state, &id).await?)))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+struct ListResponse {
+    clips: Vec<ClipView>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<ListResponse>> {
+    let (limit, offset) = (query.limit.unwrap_or(50), query.offset.unwrap_or(0));
+    if !(1..=100).contains(&limit) || offset < 0 {
+        return Err(ApiError::invalid("invalid_query", "limit is 1 to 100, offset at least 0"));
+    }
+    let channel = channels::find(state.db(), &name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no channel named \"{name}\"")))?;
+    let clips = super::list_for_channel(state.db(), channel.id, limit, offset).await?;
+    Ok(Json(ListResponse { clips: clips.into_iter().map(view).collect() }))
+}
+
+async fn remove(State(state): State<AppState>, auth: AuthUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let clip = load(&state, &id).await?;
+    if !clip.can_delete(&auth.user) {
+        return Err(ApiError::forbidden("only the clip's creator, the channel's owner or an admin may delete it"));
+    }
+    if clip.status == ClipStatus::Processing {
+        return Err(ApiError::conflict("processing", "the clip is still being made"));
+    }
+    state.storage().delete_prefix(&clip.storage_prefix()).await.map_err(|error| {
+        tracing::error!(clip = %clip.id, %error, "deleting a clip's objects failed");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "storage did not answer; try again")
+    })?;
+    super::delete(state.db(), &clip).await?;
+    tracing::info!(clip = %clip.id, by = %auth.user.username, "clip deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+const MEDIA_CACHE: &str = "public, max-age=86400, immutable";
+
+async fn ready(state: &AppState, id: &str) -> ApiResult<Clip> {
+    Some(load(state, id).await?)
+        .filter(|clip| clip.status == ClipStatus::Ready)
+        .ok_or_else(|| ApiError::not_found("the clip is not ready"))
+}
+
+/// `/clips/{id}.mp4`: the progressive MP4.
+async fn download(State(state): State<AppState>, Path(file): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
+    let id = file.strip_suffix(".mp4").ok_or_else(|| ApiError::not_found("no such route"))?;
+    let clip = ready(&state, id).await?;
+    serve_object(&state, &clip.mp4_key(), &headers, MEDIA_CACHE, "clip").await
+}
+
+async fn media_playlist(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let clip = ready(&state, &id).await?;
+    Ok(playlist_response(playlist::media_playlist(&super::jobs::fragment_segments(&clip), true)))
+}
+
+async fn media_file(
+    State(state): State<AppState>,
+    Path((id, file)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let clip = ready(&state, &id).await?;
+    let file = VodFile::parse(&file)
+        .filter(|file| match file {
+            VodFile::Init(id) => *id == 0,
+            VodFile::Segment(index) => (*index as usize) < clip.fragments.len(),
+        })
+        .ok_or_else(|| ApiError::not_found("no such media"))?;
+    let key = format!("{}/{}", clip.storage_prefix(), file.file_name());
+    serve_object(&state, &key, &headers, MEDIA_CACHE, "clip").await
+}
