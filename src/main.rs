@@ -107,14 +107,17 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<ExitCode> {
         Command::Serve { http_listen, rtmp_listen } => {
             config.http.listen = http_listen.unwrap_or(config.http.listen);
             config.rtmp.listen = rtmp_listen.unwrap_or(config.rtmp.listen);
-            let app = App::build(config).await?;
+            // Signals are caught from the start: one during start-up stops the server as soon
+            // as it is built, cleanly, instead of killing it halfway.
             let shutdown = CancellationToken::new();
             let on_signal = shutdown.clone();
+            let signals = shutdown_signal();
             tokio::spawn(async move {
-                shutdown_signal().await;
+                signals.await;
                 tracing::info!("shutting down");
                 on_signal.cancel();
             });
+            let app = App::build(config).await?;
             app.run(shutdown).await?;
         }
         Command::Migrate => {
@@ -188,17 +191,23 @@ async fn check(config: &Config) -> ExitCode {
     if fatal { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when the
+/// future is first polled.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler installs");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+        let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+        async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = term.recv() => {}
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -9,6 +9,7 @@ use aether::config::Config;
 use aether::db::Db;
 use sqlx::Row;
 use support::process::{Server, aether, prepare_channel};
+use support::s3::S3Server;
 use support::{Backend, Publisher, TestApp, eventually};
 
 /// The VOD of channel `name`: (status, duration_ms, segments recorded).
@@ -68,13 +69,24 @@ async fn a_broadcast_is_recorded_as_a_vod_that_plays_for_its_length() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_recording_cut_short_by_a_crash_becomes_a_vod_at_the_next_start() {
+/// SIGKILL the server about 12 s into a broadcast (once 10 s are recorded), start it again: the
+/// partial recording is a VOD of at least 10 s.
+async fn a_recording_cut_short_by_a_crash_becomes_a_vod(s3: Option<&S3Server>) {
     let dir = tempfile::tempdir().unwrap();
     let key = prepare_channel(dir.path(), "crash", "crash_tv");
     let serve = || {
         let mut command = aether(dir.path());
         command.args(["serve", "--http-listen", "127.0.0.1:0", "--rtmp-listen", "127.0.0.1:0"]);
+        if let Some(s3) = s3 {
+            let config = s3.storage_config();
+            command
+                .env("AETHER_STORAGE__KIND", "s3")
+                .env("AETHER_STORAGE__ENDPOINT", config.endpoint.unwrap())
+                .env("AETHER_STORAGE__BUCKET", config.bucket.unwrap())
+                .env("AETHER_STORAGE__PATH_STYLE", "true")
+                .env("AETHER_STORAGE__ACCESS_KEY_ID", config.access_key_id.unwrap())
+                .env("AETHER_STORAGE__SECRET_ACCESS_KEY", config.secret_access_key.unwrap());
+        }
         Server::start(command)
     };
     let mut server = serve();
@@ -83,11 +95,16 @@ async fn a_recording_cut_short_by_a_crash_becomes_a_vod_at_the_next_start() {
     let mut config = Config::embedded();
     config.data_dir = dir.path().to_path_buf();
     let db = Db::connect(&config).await.unwrap();
-    eventually(Duration::from_secs(30), || async {
-        vod_of(&db, "crash_tv").await.filter(|(_, _, segments)| *segments >= 3)
-    })
-    .await
-    .expect("segments are recorded while live");
+    let recorded = || async {
+        sqlx::query("SELECT COALESCE(SUM(duration_ms), 0) AS ms FROM vod_segments")
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+            .get::<i64, _>("ms")
+    };
+    eventually(Duration::from_secs(40), || async { (recorded().await >= 10_000).then_some(()) })
+        .await
+        .expect("10 s are recorded while live");
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     let (status, ..) = vod_of(&db, "crash_tv").await.unwrap();
@@ -95,8 +112,20 @@ async fn a_recording_cut_short_by_a_crash_becomes_a_vod_at_the_next_start() {
 
     let mut server = serve();
     server.wait_for("finalized recordings left unfinished");
+    server.wait_for("listening");
     let (status, duration, segments) = vod_of(&db, "crash_tv").await.unwrap();
     assert_eq!(status, "ready");
-    assert!(segments >= 3 && duration >= 5500, "{segments} segments, {duration} ms kept");
+    assert!(segments >= 5 && duration >= 10_000, "{segments} segments, {duration} ms kept");
     assert!(server.terminate());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_cut_short_by_a_crash_becomes_a_vod_at_the_next_start() {
+    a_recording_cut_short_by_a_crash_becomes_a_vod(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_on_s3_cut_short_by_a_crash_becomes_a_vod_at_the_next_start() {
+    let Some(s3) = S3Server::start() else { return };
+    a_recording_cut_short_by_a_crash_becomes_a_vod(Some(&s3)).await;
 }

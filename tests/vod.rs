@@ -233,3 +233,47 @@ async fn a_storage_outage_mid_stream_loses_nothing_of_the_vod() {
     assert!((15.0..=17.5).contains(&seconds), "ffprobe reads {seconds} s of a 16 s broadcast");
     app.stop().await;
 }
+
+/// A 4-minute file (120 segments, more than the recording queue holds) pushed as fast as the server takes it (`ffmpeg` without `-re`): the recording
+/// keeps up (spooling, then holding the publisher back) instead of dropping segments.
+async fn a_file_pushed_faster_than_real_time_is_recorded_whole(store: Store) {
+    let Some((app, _s3)) = spawn(Backend::Sqlite, store).await else { return };
+    let owner = app.signup("pusher").await;
+    let key = app.create_channel(&owner, "push_tv").await;
+    let file = app.storage.data_dir().join("source.flv");
+    let encoded = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "240"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "60", "-keyint_min", "60", "-sc_threshold", "0"])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv"])
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(encoded.success());
+    let pushed = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(&file)
+        .args(["-c", "copy", "-f", "flv", &format!("rtmp://{}/live/{key}", app.rtmp_addr)])
+        .status()
+        .unwrap();
+    assert!(pushed.success());
+    let vod = eventually(Duration::from_secs(60), || async {
+        let (_, body) = app.get("/api/v1/channels/push_tv/vods", Some(&owner)).await;
+        let vod = body["vods"][0].clone();
+        (vod["status"] == "ready" && vod["duration_ms"].as_i64() >= Some(239_000)).then_some(vod)
+    })
+    .await;
+    let (_, body) = app.get("/api/v1/channels/push_tv/vods", Some(&owner)).await;
+    assert!(vod.is_some(), "the whole 240 s are recorded: {body}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_pushed_faster_than_real_time_is_recorded_whole_on_local_storage() {
+    a_file_pushed_faster_than_real_time_is_recorded_whole(Store::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_pushed_faster_than_real_time_is_recorded_whole_on_s3() {
+    a_file_pushed_faster_than_real_time_is_recorded_whole(Store::S3).await;
+}

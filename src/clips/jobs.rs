@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use aether_vod::clip::{self, SourceSegment};
 use aether_vod::playlist::VodFile;
+use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use sqlx::Row;
 use tokio::sync::{Semaphore, mpsc};
@@ -23,8 +24,8 @@ use crate::db::now_ms;
 const MAX_ATTEMPTS: i64 = 3;
 /// How long a live clip waits for the recording to reach its end.
 const RECORDING_WAIT: Duration = Duration::from_secs(30);
-/// Objects fetched at the same time for one clip.
-const FETCHES_IN_FLIGHT: usize = 4;
+/// Objects fetched or stored at the same time for one clip.
+const TRANSFERS_IN_FLIGHT: usize = 8;
 
 pub struct ClipJobs {
     sender: mpsc::Sender<i64>,
@@ -253,7 +254,7 @@ async fn make(state: &AppState, clip: &Clip) -> Result<Made, JobError> {
     let init = storage.get(&VodFile::Init(init_id as u32).object_key(session_id, "source")).await?;
     let segments: Vec<SourceSegment> = futures_util::stream::iter(wanted)
         .map(|(start_ms, key)| async move { storage.get(&key).await.map(|data| SourceSegment { start_ms, data }) })
-        .buffered(FETCHES_IN_FLIGHT)
+        .buffered(TRANSFERS_IN_FLIGHT)
         .try_collect()
         .await?;
     let (start, end) = (clip.requested_start_ms, clip.requested_end_ms);
@@ -262,16 +263,20 @@ async fn make(state: &AppState, clip: &Clip) -> Result<Made, JobError> {
         .map_err(|error| JobError::Permanent(format!("cutting failed: {error}")))?
         .map_err(|error| JobError::Permanent(format!("cutting failed: {error}")))?;
 
+    // The MP4 (in parts above 16 MiB), the init segment and the fragments go up together.
     let prefix = clip.storage_prefix();
     let bytes = cut.mp4_len() as i64;
-    storage.put(&format!("{prefix}/init-0.mp4"), vec![cut.init.clone()], "video/mp4").await?;
-    let mut fragments = Vec::with_capacity(cut.fragments.len());
-    for (index, fragment) in cut.fragments.iter().enumerate() {
-        let key = format!("{prefix}/{}", VodFile::Segment(index as u64).file_name());
-        storage.put(&key, vec![fragment.data.clone()], "video/mp4").await?;
-        fragments.push(fragment.duration_ms);
-    }
-    storage.put(&clip.mp4_key(), cut.mp4, "video/mp4").await?;
+    let fragments: Vec<i64> = cut.fragments.iter().map(|f| f.duration_ms).collect();
+    let mut uploads: Vec<(String, Vec<Bytes>)> =
+        vec![(clip.mp4_key(), cut.mp4), (format!("{prefix}/init-0.mp4"), vec![cut.init])];
+    uploads.extend(cut.fragments.into_iter().enumerate().map(|(index, fragment)| {
+        (format!("{prefix}/{}", VodFile::Segment(index as u64).file_name()), vec![fragment.data])
+    }));
+    futures_util::stream::iter(uploads)
+        .map(|(key, chunks)| async move { storage.put(&key, chunks, "video/mp4").await })
+        .buffer_unordered(TRANSFERS_IN_FLIGHT)
+        .try_collect::<Vec<()>>()
+        .await?;
     Ok(Made { start_ms: cut.start_ms, duration_ms: cut.duration_ms, bytes, fragments })
 }
 

@@ -103,7 +103,7 @@ async fn package(state: AppState, stream: Arc<LiveStream>, mut events: mpsc::Rec
             (result, packager.stats(), recorded)
         };
         if let Some(recorder) = &recorder {
-            recorder.record(recorded);
+            recorder.record(recorded).await;
         }
         match result {
             Ok(produced) => {
@@ -129,7 +129,7 @@ async fn package(state: AppState, stream: Arc<LiveStream>, mut events: mpsc::Rec
     match flushed {
         Ok(items) => {
             if let Some(recorder) = &recorder {
-                recorder.record(items);
+                recorder.record(items).await;
             }
         }
         Err(error) => tracing::warn!(%channel, %error, "flushing the last segment failed"),

@@ -25,6 +25,11 @@ use crate::live::LiveStream;
 
 /// Segments (and init segments) waiting to be written: about a minute of media.
 const QUEUE: usize = 64;
+/// How long the stream waits for room in a full queue before an item is dropped.
+const QUEUE_WAIT: Duration = Duration::from_secs(2);
+/// With remote storage, a backlog this deep goes to the local spool (fast) rather than waiting
+/// on storage, and is uploaded from there.
+const BACKLOG_TO_SPOOL: usize = 8;
 
 #[derive(Debug)]
 pub enum Item {
@@ -146,8 +151,11 @@ impl Archive {
         Ok(Archive { db, storage, spool: Arc::new(spool), spooled: Arc::new(Notify::new()) })
     }
 
-    async fn save(&self, stored: Stored, chunks: Vec<Bytes>) {
-        if self.spool.is_empty() {
+    /// Stores an object, or spools it: when storage fails, when earlier objects wait in the
+    /// spool (order), or when `backlog` says storage is not keeping up.
+    async fn save(&self, stored: Stored, chunks: Vec<Bytes>, backlog: usize) {
+        let behind = backlog > BACKLOG_TO_SPOOL && self.storage.is_remote();
+        if self.spool.is_empty() && !behind {
             match self.storage.put(&stored.key, chunks.clone(), "video/mp4").await {
                 Ok(()) => return self.index(&stored).await,
                 Err(error) => {
@@ -330,9 +338,18 @@ impl Recorder {
         self.vod_id
     }
 
-    pub fn record(&self, items: Vec<Item>) {
+    /// Queues what the packager produced. A full queue (storage and spool slower than the
+    /// stream, as when a file is pushed faster than real time) holds the stream back for up to
+    /// `QUEUE_WAIT` per item before the item is dropped, with an error and a metric.
+    pub async fn record(&self, items: Vec<Item>) {
         for item in items {
-            if self.sender.try_send(item).is_err() {
+            let item = match self.sender.try_send(item) {
+                Ok(()) => continue,
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+                Err(mpsc::error::TrySendError::Full(item)) => item,
+            };
+            metrics::counter!("aether_recording_backpressure_total").increment(1);
+            if self.sender.send_timeout(item, QUEUE_WAIT).await.is_err() {
                 metrics::counter!("aether_recording_dropped_total").increment(1);
                 tracing::error!(
                     vod_id = self.vod_id,
@@ -374,7 +391,7 @@ async fn write(archive: Archive, vod_id: i64, session_id: i64, mut items: mpsc::
                 (Stored { vod_id, key, row }, chunks)
             }
         };
-        archive.save(stored, chunks).await;
+        archive.save(stored, chunks, items.len()).await;
     }
     if let Err(error) = finalize(&archive.db, Some(vod_id)).await {
         tracing::error!(vod_id, %error, "finalizing the VOD failed");

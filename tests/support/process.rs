@@ -71,6 +71,13 @@ impl Server {
         assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
         for _ in 0..100 {
             if let Some(status) = self.child.try_wait().unwrap() {
+                if !status.success() {
+                    eprintln!("server exited with {status}");
+                    std::thread::sleep(Duration::from_millis(200));
+                    for line in self.lines.try_iter() {
+                        eprintln!("server: {line}");
+                    }
+                }
                 return status.success();
             }
             std::thread::sleep(Duration::from_millis(100));

@@ -190,6 +190,11 @@ impl Storage {
         }
     }
 
+    /// Whether objects go over the network (a bucket) rather than to a local directory.
+    pub fn is_remote(&self) -> bool {
+        self.content_types
+    }
+
     /// Writes `chunks`, in order, as one object; objects over `MULTIPART_OVER` bytes go up as a
     /// multipart upload (parts of `PART_SIZE`, a few in flight), aborted if any part fails.
     pub async fn put(&self, key: &str, chunks: Vec<Bytes>, content_type: &'static str) -> Result<(), StorageError> {
