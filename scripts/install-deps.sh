@@ -8,7 +8,10 @@ set -euo pipefail
 
 profile="${1:-run}"
 
-run_packages=(ca-certificates pkg-config)
+# GStreamer: the libraries the binary links (-dev) and the plugins of the transcoding ladder.
+run_packages=(ca-certificates pkg-config
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav)
 test_packages=(postgresql ffmpeg redis-server)
 bench_packages=(nginx libnginx-mod-rtmp)
 
