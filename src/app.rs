@@ -40,6 +40,8 @@ struct Inner {
     storage: aether_vod::Storage,
     archive: crate::live::record::Archive,
     clip_jobs: crate::clips::ClipJobs,
+    /// GStreamer and the ladder's elements are present.
+    transcoding: bool,
     chat_connections: Arc<ConnectionCounts>,
     /// Cancelled when the server starts shutting down; long-lived connections watch it.
     stopping: CancellationToken,
@@ -81,6 +83,10 @@ impl AppState {
 
     pub fn archive(&self) -> &crate::live::record::Archive {
         &self.inner.archive
+    }
+
+    pub fn transcoding_available(&self) -> bool {
+        self.inner.transcoding
     }
 
     pub fn clip_jobs(&self) -> &crate::clips::ClipJobs {
@@ -140,6 +146,20 @@ impl App {
         } else {
             None
         };
+        let transcoding = match aether_transcode::missing_elements() {
+            Ok(missing) if missing.is_empty() => true,
+            Ok(missing) => {
+                tracing::warn!(
+                    ?missing,
+                    "GStreamer elements are missing: passthrough only, no ABR ladder or thumbnails"
+                );
+                false
+            }
+            Err(error) => {
+                tracing::warn!(%error, "GStreamer is unusable: passthrough only, no ABR ladder or thumbnails");
+                false
+            }
+        };
         let tasks = TaskTracker::new();
         let stopping = CancellationToken::new();
         let directory = Arc::new(ChatDirectory::new(db.clone()));
@@ -148,6 +168,7 @@ impl App {
             storage,
             archive,
             clip_jobs: crate::clips::ClipJobs::new(config.clips.queue),
+            transcoding,
             hub,
             chat_connections: Arc::default(),
             stopping,

@@ -25,6 +25,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub channels: ChannelsConfig,
     pub hls: crate::live::HlsConfig,
+    pub transcode: aether_transcode::TranscodeConfig,
     pub chat: aether_chat::ChatConfig,
     pub storage: aether_vod::StorageConfig,
     pub recording: RecordingConfig,
@@ -189,6 +190,7 @@ impl Config {
             return invalid("clips.workers and clips.queue must be at least 1");
         }
         self.hls.validate().map_err(ConfigError::Value)?;
+        self.transcode.validate().map_err(ConfigError::Value)?;
         self.chat.validate().map_err(ConfigError::Value)?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid("log.level is not a valid filter");

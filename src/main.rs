@@ -178,16 +178,21 @@ async fn check(config: &Config) -> ExitCode {
     };
     let backend = if config.database.url.is_some() { "configured database.url" } else { "embedded SQLite" };
     report("database", database, true, backend.to_owned());
-    report(
-        "redis",
-        true,
-        false,
-        if config.redis.url.is_some() { "configured (not used yet)" } else { "off: in-process" }.to_owned(),
-    );
-    for (tool, purpose) in [("gst-inspect-1.0", "GStreamer tools (transcoding)"), ("ffmpeg", "tests and benchmarks")] {
-        let found = std::process::Command::new(tool).arg("--version").output().is_ok_and(|out| out.status.success());
-        report(tool, found, false, purpose.to_owned());
+    report("redis", true, false, if config.redis.url.is_some() { "configured" } else { "off: in-process" }.to_owned());
+    // The ladder's GStreamer elements: without them the server runs passthrough only.
+    match aether_transcode::missing_elements() {
+        Ok(missing) => {
+            for (element, purpose) in aether_transcode::ELEMENTS {
+                let found = !missing.contains(element);
+                let detail =
+                    if found { purpose.to_string() } else { format!("{purpose}; without it: passthrough only") };
+                report(&format!("gstreamer {element}"), found, false, detail);
+            }
+        }
+        Err(error) => report("gstreamer", false, false, format!("{error}; passthrough only")),
     }
+    let ffmpeg = std::process::Command::new("ffmpeg").arg("-version").output().is_ok_and(|out| out.status.success());
+    report("ffmpeg", ffmpeg, false, "tests and benchmarks".to_owned());
     if fatal { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 

@@ -152,3 +152,34 @@ fn check_reports_what_is_present() {
     assert!(!out.status.success(), "an unreachable database fails the check");
     assert!(String::from_utf8_lossy(&out.stdout).lines().any(|l| l.starts_with("MISSING") && l.contains("database")));
 }
+
+/// GStreamer without its plugins: a registry of its own and no system plugin directory.
+fn without_gstreamer_plugins(command: &mut std::process::Command, dir: &std::path::Path) {
+    command
+        .env("GST_PLUGIN_SYSTEM_PATH_1_0", dir.join("no-plugins"))
+        .env("GST_PLUGIN_PATH_1_0", dir.join("no-plugins"))
+        .env("GST_REGISTRY_1_0", dir.join("registry.bin"));
+}
+
+#[test]
+fn check_names_missing_gstreamer_elements_and_the_server_says_it_runs_passthrough_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = aether(dir.path()).arg("check").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.lines().any(|l| l.starts_with("ok") && l.contains("gstreamer x264enc")), "{stdout}");
+
+    let mut command = aether(dir.path());
+    without_gstreamer_plugins(&mut command, dir.path());
+    let out = command.arg("check").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "missing GStreamer elements are not fatal: {stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("absent") && l.contains("gstreamer x264enc")), "{stdout}");
+    assert!(stdout.contains("passthrough only"), "{stdout}");
+
+    let mut command = loopback_serve(dir.path());
+    without_gstreamer_plugins(&mut command, dir.path());
+    let mut server = Server::start(command);
+    server.wait_for("passthrough only");
+    server.wait_for("listening");
+    assert!(server.terminate());
+}

@@ -178,8 +178,8 @@ async fn a_channel_with_recording_switched_off_makes_no_vod() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (_, listed) = app.get("/api/v1/channels/quiet_tv/vods", Some(&owner)).await;
     assert_eq!(listed["vods"], json!([]), "{listed}");
-    let stored = std::fs::read_dir(app.storage.data_dir().join("media")).map(|dir| dir.count()).unwrap_or(0);
-    assert_eq!(stored, 0, "nothing was written to storage");
+    let stored = std::fs::read_dir(app.storage.data_dir().join("media/recordings")).map(|dir| dir.count()).unwrap_or(0);
+    assert_eq!(stored, 0, "no recording was written to storage");
     app.stop().await;
 }
 

@@ -490,6 +490,12 @@ impl Packager {
         self.stats
     }
 
+    /// The (decode time, Unix ms) pair program date-times count from, once started. Another
+    /// packager of the same stream given the same anchor stamps the same times.
+    pub fn clock_anchor(&self) -> Option<(i64, i64)> {
+        self.clock_anchor
+    }
+
     pub fn video_config(&self) -> Option<&AvcConfig> {
         self.video_config.as_ref()
     }

@@ -245,7 +245,7 @@ async fn ready(state: &AppState, id: &str) -> ApiResult<Clip> {
 async fn download(State(state): State<AppState>, Path(file): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
     let id = file.strip_suffix(".mp4").ok_or_else(|| ApiError::not_found("no such route"))?;
     let clip = ready(&state, id).await?;
-    serve_object(&state, &clip.mp4_key(), &headers, MEDIA_CACHE, "clip").await
+    serve_object(&state, &clip.mp4_key(), &headers, ("video/mp4", MEDIA_CACHE), "clip").await
 }
 
 async fn media_playlist(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
@@ -266,5 +266,5 @@ async fn media_file(
         })
         .ok_or_else(|| ApiError::not_found("no such media"))?;
     let key = format!("{}/{}", clip.storage_prefix(), file.file_name());
-    serve_object(&state, &key, &headers, MEDIA_CACHE, "clip").await
+    serve_object(&state, &key, &headers, ("video/mp4", MEDIA_CACHE), "clip").await
 }

@@ -25,6 +25,7 @@ use crate::error::{ApiError, ApiResult, Query};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/live/{channel}/master.m3u8", get(master))
+        .route("/live/{channel}/thumbnail.jpg", get(thumbnail))
         .route("/live/{channel}/{rendition}/index.m3u8", get(media_playlist))
         .route("/live/{channel}/{rendition}/{session}/{file}", get(media_file))
 }
@@ -102,6 +103,22 @@ async fn master(State(state): State<AppState>, Path(channel): Path<String>) -> A
         .filter_map(|rendition| Variant::of(&rendition.packager(), format!("{}/index.m3u8", rendition.name)))
         .collect();
     Ok(respond("master", PLAYLIST, NO_CACHE, vec![playlist::multivariant_playlist(&variants).into()]))
+}
+
+/// The live picture (a few seconds old at most), or the channel's preview from its last broadcast.
+async fn thumbnail(
+    State(state): State<AppState>,
+    Path(channel): Path<String>,
+    request_headers: axum::http::HeaderMap,
+) -> ApiResult<Response> {
+    if let Some(jpeg) = state.live().get(&channel).and_then(|stream| stream.thumbnail()) {
+        return Ok(respond("thumbnail", "image/jpeg", "public, max-age=5", vec![jpeg]));
+    }
+    crate::channels::validate_name(&channel).map_err(|_| ApiError::not_found("no such channel"))?;
+    let key = super::preview_key(&channel);
+    crate::vod::http::serve_object(&state, &key, &request_headers, ("image/jpeg", "public, max-age=60"), "thumbnail")
+        .await
+        .map_err(|_| ApiError::not_found(format!("no thumbnail of \"{channel}\"")))
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,10 +4,14 @@
 //! serving straight from the in-memory window.
 
 mod http;
+mod ladder;
 mod publish;
 pub mod record;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use bytes::Bytes;
 
 use aether_media::packager::{Packager, PackagerConfig};
 use dashmap::DashMap;
@@ -16,6 +20,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 pub use http::router;
+pub use ladder::preview_key;
 pub use publish::{LivePublishers, end_unfinished_sessions};
 
 use crate::channels::ChannelId;
@@ -58,11 +63,22 @@ pub struct Rendition {
     pub name: String,
     packager: Mutex<Packager>,
     changed: watch::Sender<u64>,
+    /// A rung taken off the ladder (transcoding fell behind, or failed).
+    dropped: AtomicBool,
 }
 
 impl Rendition {
     fn new(name: &str, config: PackagerConfig) -> Self {
-        Rendition { name: name.to_owned(), packager: Mutex::new(Packager::new(config)), changed: watch::Sender::new(0) }
+        Rendition {
+            name: name.to_owned(),
+            packager: Mutex::new(Packager::new(config)),
+            changed: watch::Sender::new(0),
+            dropped: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_dropped(&self) -> bool {
+        self.dropped.load(Ordering::Acquire)
     }
 
     /// The packager, for a short synchronous look or push; never held across an await.
@@ -85,19 +101,41 @@ pub struct LiveStream {
     pub channel: String,
     pub session_id: i64,
     pub started_at: i64,
-    /// The passthrough of the source; the ABR ladder adds more.
+    /// The passthrough of the source, at the top of the ladder.
     pub source: Rendition,
+    /// The transcoded rungs, highest first, once the source's size is known.
+    ladder: OnceLock<Vec<Rendition>>,
+    /// The latest thumbnail (JPEG).
+    thumbnail: Mutex<Option<Bytes>>,
     /// Set once the publisher is gone and the last segment flushed.
-    ended: std::sync::atomic::AtomicBool,
+    ended: AtomicBool,
 }
 
 impl LiveStream {
+    fn new(channel_id: ChannelId, channel: String, session_id: i64, started_at: i64, config: PackagerConfig) -> Self {
+        LiveStream {
+            channel_id,
+            channel,
+            session_id,
+            started_at,
+            source: Rendition::new("source", config),
+            ladder: OnceLock::new(),
+            thumbnail: Mutex::new(None),
+            ended: AtomicBool::new(false),
+        }
+    }
+
+    /// The source, then the rungs still on the ladder.
     pub fn renditions(&self) -> impl Iterator<Item = &Rendition> {
-        std::iter::once(&self.source)
+        std::iter::once(&self.source).chain(self.ladder.get().into_iter().flatten().filter(|r| !r.is_dropped()))
+    }
+
+    pub fn thumbnail(&self) -> Option<Bytes> {
+        self.thumbnail.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn has_ended(&self) -> bool {
-        self.ended.load(std::sync::atomic::Ordering::Acquire)
+        self.ended.load(Ordering::Acquire)
     }
 
     pub fn rendition(&self, name: &str) -> Option<&Rendition> {

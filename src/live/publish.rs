@@ -14,8 +14,9 @@ use aether_media::packager::{PackagerStats, Produced};
 use sqlx::Row;
 use tokio::sync::mpsc;
 
+use super::LiveStream;
+use super::ladder::LiveLadder;
 use super::record::{self, Recorder};
-use super::{LiveStream, Rendition};
 use crate::app::AppState;
 use crate::channels::keys::{self, StreamKey};
 use crate::db::{Db, now_ms};
@@ -59,14 +60,13 @@ impl PublishAuthority for LivePublishers {
                 .await
                 .and_then(|row| row.try_get("id"))
                 .map_err(unavailable)?;
-        let stream = Arc::new(LiveStream {
+        let stream = Arc::new(LiveStream::new(
             channel_id,
-            channel: channel.clone(),
+            channel.clone(),
             session_id,
             started_at,
-            source: Rendition::new("source", state.config().hls.packager()),
-            ended: Default::default(),
-        });
+            state.config().hls.packager(),
+        ));
         if state.live().insert(stream.clone()).is_err() {
             // Another publisher of the same channel won the race.
             end_session(state.db(), session_id).await;
@@ -81,27 +81,55 @@ impl PublishAuthority for LivePublishers {
     }
 }
 
-/// Packages one broadcast's events until its publisher goes, then takes it offline.
+/// Packages one broadcast's events until its publisher goes, then takes it offline. The source
+/// rendition is packaged here; the ladder's rungs from the transcoder's outputs, in the same task.
 async fn package(state: AppState, stream: Arc<LiveStream>, mut events: mpsc::Receiver<StreamEvent>) {
     let channel = stream.channel.clone();
     let recorder = Recorder::start(&state, &stream).await;
+    let mut ladder: Option<LiveLadder> = None;
     let mut counted = PackagerStats::default();
     let mut bitrate = BitrateMeter::default();
-    while let Some(event) = events.recv().await {
+    loop {
+        let next = tokio::select! {
+            event = events.recv() => Next::Source(event),
+            Some(output) = next_output(&mut ladder) => Next::Ladder(output),
+        };
+        let event = match next {
+            Next::Source(Some(event)) => event,
+            Next::Source(None) => break,
+            Next::Ladder(output) => {
+                if let Some(ladder) = &mut ladder {
+                    let handled = ladder.on_output(&state, &stream, output);
+                    if let Some(recorder) = &recorder {
+                        recorder.record(handled.recorded).await;
+                    }
+                }
+                continue;
+            }
+        };
         if let StreamEvent::Frame(frame) = &event
             && let Some(bps) = bitrate.add(frame.data.len())
         {
             metrics::gauge!("aether_ingest_bitrate_bps", "channel" => channel.clone()).set(bps);
         }
-        let (result, stats, recorded) = {
+        if let StreamEvent::VideoConfig(config) = &event
+            && ladder.is_none()
+            && stream.ladder.get().is_none()
+        {
+            ladder = LiveLadder::start(&state, &stream, config);
+        }
+        let (result, stats, mut recorded) = {
             let mut packager = stream.source.packager();
-            let result = packager.push(event, now_ms());
+            let result = packager.push(event.clone(), now_ms());
             let recorded = match (&result, &recorder) {
                 (Ok(produced), Some(_)) => record::items(&stream.source.name, &packager, produced),
                 _ => Vec::new(),
             };
             (result, packager.stats(), recorded)
         };
+        if let Some(ladder) = &mut ladder {
+            recorded.extend(ladder.on_source(&stream, &event));
+        }
         if let Some(recorder) = &recorder {
             recorder.record(recorded).await;
         }
@@ -126,25 +154,45 @@ async fn package(state: AppState, stream: Arc<LiveStream>, mut events: mpsc::Rec
         let mut packager = stream.source.packager();
         packager.finish().map(|produced| record::items(&stream.source.name, &packager, &produced))
     };
-    match flushed {
-        Ok(items) => {
-            if let Some(recorder) = &recorder {
-                recorder.record(items).await;
-            }
+    let mut last = match flushed {
+        Ok(items) => items,
+        Err(error) => {
+            tracing::warn!(%channel, %error, "flushing the last segment failed");
+            Vec::new()
         }
-        Err(error) => tracing::warn!(%channel, %error, "flushing the last segment failed"),
+    };
+    if let Some(ladder) = ladder.take() {
+        last.extend(ladder.finish(&state, &stream).await);
+    }
+    if let Some(recorder) = &recorder {
+        recorder.record(last).await;
     }
     // Dropping the recorder lets it write what is queued and finalize the VOD.
     drop(recorder);
     count(&mut counted, stream.source.packager().stats());
     stream.ended.store(true, Ordering::Release);
-    stream.source.notify();
+    for rendition in stream.renditions() {
+        rendition.notify();
+    }
     state.live().remove(&stream);
     metrics::gauge!("aether_live_streams").set(state.live().len() as f64);
     metrics::gauge!("aether_ingest_bitrate_bps", "channel" => channel.clone()).set(0.0);
     end_session(state.db(), stream.session_id).await;
     state.bus().publish(Event::StreamEnded { channel: channel.clone(), session_id: stream.session_id });
     tracing::info!(%channel, session_id = stream.session_id, segments = counted.segments, "stream ended");
+}
+
+enum Next {
+    Source(Option<StreamEvent>),
+    Ladder(aether_transcode::Output),
+}
+
+/// The ladder's next output; never resolves without a ladder.
+async fn next_output(ladder: &mut Option<LiveLadder>) -> Option<aether_transcode::Output> {
+    match ladder {
+        Some(ladder) => ladder.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn log_produced(channel: &str, produced: &[Produced]) {

@@ -22,6 +22,7 @@ use crate::error::{ApiError, ApiResult};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/vod/{id}/master.m3u8", get(master))
+        .route("/vod/{id}/thumbnail.jpg", get(thumbnail))
         .route("/vod/{id}/{rendition}/index.m3u8", get(media_playlist))
         .route("/vod/{id}/{rendition}/{file}", get(media_file))
 }
@@ -67,6 +68,22 @@ async fn master(
     Ok(playlist_response(multivariant_playlist(&variants)))
 }
 
+/// A picture from about `transcode.thumbnail_seconds` into the broadcast, when one was taken.
+async fn thumbnail(
+    State(state): State<AppState>,
+    MaybeUser(auth): MaybeUser,
+    Path(id): Path<String>,
+    request_headers: HeaderMap,
+) -> ApiResult<Response> {
+    let vod = visible(&state, auth.as_ref(), &id).await?;
+    let key = format!("{}/thumbnail.jpg", vod.storage_prefix());
+    let cache = match vod.visibility {
+        Visibility::Private => "private, max-age=300",
+        Visibility::Unlisted | Visibility::Public => "public, max-age=300",
+    };
+    serve_object(&state, &key, &request_headers, ("image/jpeg", cache), "thumbnail").await
+}
+
 async fn media_playlist(
     State(state): State<AppState>,
     MaybeUser(auth): MaybeUser,
@@ -102,7 +119,7 @@ async fn media_file(
         VodFile::Init(_) => "init",
         VodFile::Segment(_) => "segment",
     };
-    serve_object(&state, &key, &request_headers, media_cache(&vod), kind).await
+    serve_object(&state, &key, &request_headers, ("video/mp4", media_cache(&vod)), kind).await
 }
 
 /// An object from storage for a player or downloader: a redirect to a presigned URL, or the
@@ -111,7 +128,7 @@ pub(crate) async fn serve_object(
     state: &AppState,
     key: &str,
     request_headers: &HeaderMap,
-    cache: &'static str,
+    (content_type, cache): (&'static str, &'static str),
     kind: &'static str,
 ) -> ApiResult<Response> {
     let range = request_headers.get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(aether_vod::parse_range);
@@ -155,6 +172,6 @@ pub(crate) async fn serve_object(
             response
         }
     };
-    headers(&mut response, "video/mp4", cache);
+    headers(&mut response, content_type, cache);
     Ok(response)
 }

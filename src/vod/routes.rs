@@ -30,11 +30,14 @@ struct VodView {
     duration_ms: i64,
     created_at: i64,
     playback_url: String,
+    /// A picture from early in the broadcast (404 when none was taken).
+    thumbnail_url: String,
 }
 
 fn view(vod: Vod) -> VodView {
     VodView {
         playback_url: format!("/vod/{}/master.m3u8", vod.id),
+        thumbnail_url: format!("/vod/{}/thumbnail.jpg", vod.id),
         id: vod.id,
         channel: vod.channel,
         title: vod.title,

@@ -242,10 +242,21 @@ impl Publisher {
 
     /// `video_args` replace the video encoder settings (e.g. another codec).
     pub fn start_with(rtmp: std::net::SocketAddr, key: &str, seconds: u32, video_args: &[&str]) -> Publisher {
+        Self::start_sized(rtmp, key, seconds, "640x360", video_args)
+    }
+
+    /// A publisher of pictures of `size` (`WxH`).
+    pub fn start_sized(
+        rtmp: std::net::SocketAddr,
+        key: &str,
+        seconds: u32,
+        size: &str,
+        video_args: &[&str],
+    ) -> Publisher {
         let duration = seconds.to_string();
         let child = std::process::Command::new("ffmpeg")
             .args(["-hide_banner", "-loglevel", "error", "-re"])
-            .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
+            .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=30")])
             .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
             .args(["-t", &duration])
             .args(video_args)

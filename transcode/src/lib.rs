@@ -89,6 +89,9 @@ struct RungState {
     /// Presentation time of its latest output, in ticks.
     last_output: AtomicI64,
     dropped: AtomicBool,
+    /// How long (ticks) the source holds a picture between decoding and showing it (B-frame
+    /// reordering); given to the rung's pictures too, so that they decode at the source's times.
+    decode_delay: Arc<AtomicI64>,
 }
 
 /// One stream's ladder pipeline. Dropping it tears the pipeline down.
@@ -99,6 +102,7 @@ pub struct Transcoder {
     outputs: mpsc::Sender<Output>,
     /// Presentation times (ns, pipeline clock) of the source keyframes not yet encoded.
     keyframes: Arc<Mutex<VecDeque<u64>>>,
+    decode_delay: Arc<AtomicI64>,
     max_lag_ticks: i64,
     last_input: i64,
     failed: bool,
@@ -139,12 +143,17 @@ impl Transcoder {
 
         let (outputs, receiver) = mpsc::channel(OUTPUT_QUEUE);
         let keyframes: Arc<Mutex<VecDeque<u64>>> = Arc::default();
+        let decode_delay: Arc<AtomicI64> = Arc::default();
         let mut states = Vec::with_capacity(rungs.len());
         for (index, rung) in rungs.iter().enumerate() {
             let valve = by_name(&format!("valve{index}"))?;
             pace_and_key(&valve, keyframes.clone(), rung.fps_cap);
-            let state =
-                Arc::new(RungState { valve, last_output: AtomicI64::new(i64::MIN), dropped: AtomicBool::new(false) });
+            let state = Arc::new(RungState {
+                valve,
+                last_output: AtomicI64::new(i64::MIN),
+                dropped: AtomicBool::new(false),
+                decode_delay: decode_delay.clone(),
+            });
             let sink = by_name(&format!("sink{index}"))?
                 .downcast::<gst_app::AppSink>()
                 .map_err(|_| TranscodeError::Pipeline("sink is not an appsink".into()))?;
@@ -178,6 +187,7 @@ impl Transcoder {
             rungs: states,
             outputs,
             keyframes,
+            decode_delay,
             max_lag_ticks: i64::from(config.max_lag_ms) * i64::from(TIMEBASE) / 1000,
             last_input: i64::MIN,
             failed: false,
@@ -202,6 +212,7 @@ impl Transcoder {
             }
         }
         if frame.keyframe {
+            self.decode_delay.store((frame.pts - frame.dts).max(0), Ordering::Relaxed);
             let mut keyframes = self.keyframes.lock().unwrap();
             keyframes.push_back(pts);
             while keyframes.len() > 64 {
@@ -214,6 +225,19 @@ impl Transcoder {
             return;
         }
         self.shed_load();
+    }
+
+    /// Takes a new source configuration (the publisher's encoder restarted): the decoder
+    /// renegotiates; the rungs keep their sizes.
+    pub fn reconfigure(&mut self, source: &AvcConfig) {
+        let caps = gst::Caps::builder("video/x-h264")
+            .field("stream-format", "avc")
+            .field("alignment", "au")
+            .field("codec_data", gst::Buffer::from_slice(source.record.clone()))
+            .build();
+        if self.source.caps().as_ref() != Some(&caps) {
+            self.source.set_caps(Some(&caps));
+        }
     }
 
     /// Drops the lowest rung still running when any running rung is further behind the input
@@ -364,10 +388,15 @@ fn rung_callbacks(index: usize, state: Arc<RungState>, outputs: mpsc::Sender<Out
             let running = |time: gst::ClockTime| segment.as_ref().and_then(|s| s.to_running_time(time)).unwrap_or(time);
             let (pts, dts) = (running(pts), running(dts));
             let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+            // The encoder makes no B-frames (decode time = presentation time): the source's
+            // reordering delay puts its decode times where the source's are.
+            let pts_ticks = ns_to_ticks(pts.nseconds());
+            let reorder = pts_ticks - ns_to_ticks(dts.nseconds());
+            let delay = state.decode_delay.load(Ordering::Relaxed).max(reorder);
             let frame = MediaFrame {
                 track: Track::Video,
-                pts: ns_to_ticks(pts.nseconds()),
-                dts: ns_to_ticks(dts.nseconds()),
+                pts: pts_ticks,
+                dts: pts_ticks - delay,
                 keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
                 data: Bytes::copy_from_slice(map.as_slice()),
             };

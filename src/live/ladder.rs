@@ -1,0 +1,231 @@
+//! A live stream's ABR ladder, driven from its packaging task: once the source's video
+//! configuration is known, the rungs are planned (never above the source), their renditions are
+//! registered on the stream, and the transcoder starts. Source video goes into the transcoder;
+//! source audio is passed through to every rung (no re-encode), held until the rung's first
+//! picture so that every rendition starts like the source. The rungs' packagers stamp program
+//! date-times from the source's clock anchor, so that all renditions list the same times.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use aether_media::{MediaFrame, StreamEvent, TIMEBASE, Track};
+use aether_transcode::{Output, Transcoder};
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::record::{self, Item};
+use super::{LiveStream, Rendition};
+use crate::app::AppState;
+use crate::db::now_ms;
+
+/// Source audio frames held per rung until its first picture: a few seconds.
+const HELD_AUDIO: usize = 500;
+
+struct RungFeed {
+    /// Audio waiting for the rung's first picture.
+    held_audio: VecDeque<MediaFrame>,
+    started: bool,
+}
+
+pub struct LiveLadder {
+    transcoder: Option<Transcoder>,
+    outputs: mpsc::Receiver<Output>,
+    feeds: Vec<RungFeed>,
+    audio_config: Option<StreamEvent>,
+    thumbnails: u32,
+}
+
+/// What the packaging task should do after a ladder output.
+pub struct Handled {
+    pub recorded: Vec<Item>,
+}
+
+impl LiveLadder {
+    /// Starts the ladder for `stream` once its source video configuration is known; `None` when
+    /// GStreamer is not usable (passthrough only) or the pipeline cannot start.
+    pub fn start(state: &AppState, stream: &LiveStream, source: &aether_media::avc::AvcConfig) -> Option<LiveLadder> {
+        if !state.transcoding_available() {
+            return None;
+        }
+        let config = &state.config().transcode;
+        let rungs = aether_transcode::plan(config, source.width, source.height);
+        match Transcoder::start(config, source, &rungs) {
+            Ok((transcoder, outputs)) => {
+                let renditions = rungs.iter().map(|rung| Rendition::new(&rung.name, state.config().hls.packager()));
+                let _ = stream.ladder.set(renditions.collect());
+                tracing::info!(channel = %stream.channel, rungs = ?rungs.iter().map(|r| &r.name).collect::<Vec<_>>(),
+                    source = %format!("{}x{}", source.width, source.height), "transcoding started");
+                let feeds = rungs.iter().map(|_| RungFeed { held_audio: VecDeque::new(), started: false }).collect();
+                Some(LiveLadder { transcoder: Some(transcoder), outputs, feeds, audio_config: None, thumbnails: 0 })
+            }
+            Err(error) => {
+                tracing::error!(channel = %stream.channel, %error, "transcoding could not start; passthrough only");
+                None
+            }
+        }
+    }
+
+    /// The next output of the transcoder; pending forever once there is none.
+    pub async fn next(&mut self) -> Option<Output> {
+        self.outputs.recv().await
+    }
+
+    /// Feeds a source event (after the source rendition has it). Returns what the rungs'
+    /// packagers produced that must be recorded.
+    pub fn on_source(&mut self, stream: &LiveStream, event: &StreamEvent) -> Vec<Item> {
+        let mut recorded = Vec::new();
+        match event {
+            StreamEvent::Frame(frame) if frame.track == Track::Video => {
+                if let Some(transcoder) = &mut self.transcoder {
+                    transcoder.push(frame);
+                }
+            }
+            StreamEvent::VideoConfig(config) => {
+                if let Some(transcoder) = &mut self.transcoder {
+                    transcoder.reconfigure(config);
+                }
+            }
+            StreamEvent::AudioConfig(_) => {
+                self.audio_config = Some(event.clone());
+                for (index, feed) in self.feeds.iter().enumerate() {
+                    if feed.started {
+                        recorded.extend(push(stream, index, event.clone()));
+                    }
+                }
+            }
+            StreamEvent::Frame(frame) => {
+                for index in 0..self.feeds.len() {
+                    if self.feeds[index].started {
+                        recorded.extend(push(stream, index, StreamEvent::Frame(frame.clone())));
+                    } else {
+                        let held = &mut self.feeds[index].held_audio;
+                        held.push_back(frame.clone());
+                        if held.len() > HELD_AUDIO {
+                            held.pop_front();
+                        }
+                    }
+                }
+            }
+        }
+        recorded
+    }
+
+    /// Takes one transcoder output into the rungs' packagers (or the stream's thumbnail).
+    pub fn on_output(&mut self, state: &AppState, stream: &LiveStream, output: Output) -> Handled {
+        let mut recorded = Vec::new();
+        match output {
+            Output::Config { rung, config } => {
+                recorded.extend(push(stream, rung, StreamEvent::VideoConfig(config)));
+            }
+            Output::Frame { rung, frame } => {
+                if let Some(feed) = self.feeds.get_mut(rung)
+                    && !feed.started
+                {
+                    // The rung's first picture: now its audio may follow, from the same time on.
+                    feed.started = true;
+                    let held: Vec<MediaFrame> = feed.held_audio.drain(..).collect();
+                    recorded.extend(push(stream, rung, StreamEvent::Frame(frame.clone())));
+                    if let Some(config) = &self.audio_config {
+                        recorded.extend(push(stream, rung, config.clone()));
+                    }
+                    for audio in held.into_iter().filter(|audio| audio.dts >= frame.dts) {
+                        recorded.extend(push(stream, rung, StreamEvent::Frame(audio)));
+                    }
+                } else {
+                    recorded.extend(push(stream, rung, StreamEvent::Frame(frame)));
+                }
+            }
+            Output::Thumbnail(jpeg) => self.thumbnail(state, stream, jpeg),
+            Output::Dropped { rung } => {
+                metrics::counter!("aether_transcode_rungs_dropped_total").increment(1);
+                if let Some(rendition) = stream.ladder.get().and_then(|rungs| rungs.get(rung)) {
+                    tracing::warn!(channel = %stream.channel, rendition = %rendition.name,
+                        "rendition dropped: transcoding fell behind real time");
+                    rendition.dropped.store(true, std::sync::atomic::Ordering::Release);
+                    rendition.notify();
+                }
+            }
+            Output::Failed(reason) => {
+                metrics::counter!("aether_transcode_failures_total").increment(1);
+                tracing::error!(channel = %stream.channel, %reason, "transcoding failed; the source rendition goes on");
+                for rendition in stream.ladder.get().into_iter().flatten() {
+                    rendition.dropped.store(true, std::sync::atomic::Ordering::Release);
+                    rendition.notify();
+                }
+                self.transcoder = None;
+            }
+        }
+        Handled { recorded }
+    }
+
+    /// Keeps the latest thumbnail on the stream and in storage: as the channel's preview, and
+    /// (the first two, i.e. about `thumbnail_seconds` in) as the VOD's.
+    fn thumbnail(&mut self, state: &AppState, stream: &LiveStream, jpeg: Bytes) {
+        *stream.thumbnail.lock().unwrap_or_else(|p| p.into_inner()) = Some(jpeg.clone());
+        self.thumbnails += 1;
+        let mut keys = vec![preview_key(&stream.channel)];
+        if self.thumbnails <= 2 {
+            keys.push(format!("recordings/{}/thumbnail.jpg", stream.session_id));
+        }
+        let storage = state.storage().clone();
+        state.tasks().spawn(async move {
+            for key in keys {
+                if let Err(error) = storage.put(&key, vec![jpeg.clone()], "image/jpeg").await {
+                    tracing::warn!(key, %error, "storing a thumbnail failed");
+                }
+            }
+        });
+    }
+
+    /// Ends the transcoder's input, waits (off the runtime) for it to drain, and packages what
+    /// it still produced.
+    pub async fn finish(mut self, state: &AppState, stream: &LiveStream) -> Vec<Item> {
+        if let Some(transcoder) = self.transcoder.take() {
+            let _ = tokio::task::spawn_blocking(move || transcoder.finish(Duration::from_secs(3))).await;
+        }
+        let mut recorded = Vec::new();
+        while let Ok(output) = self.outputs.try_recv() {
+            recorded.extend(self.on_output(state, stream, output).recorded);
+        }
+        for rendition in stream.ladder.get().into_iter().flatten() {
+            let mut packager = rendition.packager();
+            if let Ok(produced) = packager.finish() {
+                recorded.extend(record::items(&rendition.name, &packager, &produced));
+            }
+        }
+        recorded
+    }
+}
+
+/// Where a channel's latest thumbnail is kept, for its offline preview.
+pub fn preview_key(channel: &str) -> String {
+    format!("thumbnails/channels/{channel}.jpg")
+}
+
+/// Pushes an event into rung `index`'s packager, stamped on the source's clock.
+fn push(stream: &LiveStream, index: usize, event: StreamEvent) -> Vec<Item> {
+    let Some(rendition) = stream.ladder.get().and_then(|rungs| rungs.get(index)) else { return Vec::new() };
+    if rendition.is_dropped() {
+        return Vec::new();
+    }
+    let anchor = stream.source.packager().clock_anchor();
+    let wall = match (&event, anchor) {
+        (StreamEvent::Frame(frame), Some((dts, wall))) => wall + (frame.dts - dts) * 1000 / i64::from(TIMEBASE),
+        _ => now_ms(),
+    };
+    let mut packager = rendition.packager();
+    match packager.push(event, wall) {
+        Ok(produced) => {
+            let recorded = record::items(&rendition.name, &packager, &produced);
+            drop(packager);
+            if !produced.is_empty() {
+                rendition.notify();
+            }
+            recorded
+        }
+        Err(error) => {
+            tracing::warn!(channel = %stream.channel, rendition = %rendition.name, %error, "packaging a rung failed");
+            Vec::new()
+        }
+    }
+}
