@@ -33,6 +33,8 @@ pub struct LiveLadder {
     feeds: Vec<RungFeed>,
     audio_config: Option<StreamEvent>,
     thumbnails: u32,
+    /// The broadcast is recorded: its VOD gets a thumbnail too.
+    recorded: bool,
 }
 
 /// What the packaging task should do after a ladder output.
@@ -43,7 +45,12 @@ pub struct Handled {
 impl LiveLadder {
     /// Starts the ladder for `stream` once its source video configuration is known; `None` when
     /// GStreamer is not usable (passthrough only) or the pipeline cannot start.
-    pub fn start(state: &AppState, stream: &LiveStream, source: &aether_media::avc::AvcConfig) -> Option<LiveLadder> {
+    pub fn start(
+        state: &AppState,
+        stream: &LiveStream,
+        source: &aether_media::avc::AvcConfig,
+        recorded: bool,
+    ) -> Option<LiveLadder> {
         if !state.transcoding_available() {
             return None;
         }
@@ -56,7 +63,14 @@ impl LiveLadder {
                 tracing::info!(channel = %stream.channel, rungs = ?rungs.iter().map(|r| &r.name).collect::<Vec<_>>(),
                     source = %format!("{}x{}", source.width, source.height), "transcoding started");
                 let feeds = rungs.iter().map(|_| RungFeed { held_audio: VecDeque::new(), started: false }).collect();
-                Some(LiveLadder { transcoder: Some(transcoder), outputs, feeds, audio_config: None, thumbnails: 0 })
+                Some(LiveLadder {
+                    transcoder: Some(transcoder),
+                    outputs,
+                    feeds,
+                    audio_config: None,
+                    thumbnails: 0,
+                    recorded,
+                })
             }
             Err(error) => {
                 tracing::error!(channel = %stream.channel, %error, "transcoding could not start; passthrough only");
@@ -164,7 +178,7 @@ impl LiveLadder {
         *stream.thumbnail.lock().unwrap_or_else(|p| p.into_inner()) = Some(jpeg.clone());
         self.thumbnails += 1;
         let mut keys = vec![preview_key(&stream.channel)];
-        if self.thumbnails <= 2 {
+        if self.recorded && self.thumbnails <= 2 {
             keys.push(format!("recordings/{}/thumbnail.jpg", stream.session_id));
         }
         let storage = state.storage().clone();

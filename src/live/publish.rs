@@ -116,7 +116,7 @@ async fn package(state: AppState, stream: Arc<LiveStream>, mut events: mpsc::Rec
             && ladder.is_none()
             && stream.ladder.get().is_none()
         {
-            ladder = LiveLadder::start(&state, &stream, config);
+            ladder = LiveLadder::start(&state, &stream, config, recorder.is_some());
         }
         let (result, stats, mut recorded) = {
             let mut packager = stream.source.packager();
