@@ -137,3 +137,39 @@ fn a_480p_source_gets_no_upscaled_rungs() {
     let rungs = plan(&config(), 854, 480);
     assert_eq!(rungs.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["360p"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rungs_that_fall_behind_real_time_are_dropped_lowest_first() {
+    if !tools_present() {
+        return;
+    }
+    let (source_config, frames) = source(1920, 1080, 6);
+    let mut config = config();
+    config.max_lag_ms = 500;
+    for rung in &mut config.ladder {
+        rung.preset = "slow".into();
+    }
+    let rungs = plan(&config, source_config.width, source_config.height);
+    let (mut transcoder, mut outputs) = Transcoder::start(&config, &source_config, &rungs).unwrap();
+    // Six seconds of 1080p at once: far more than three "slow" encoders do in real time.
+    for frame in &frames {
+        transcoder.push(frame);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut dropped = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while dropped.len() < rungs.len() && tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(2), outputs.recv()).await {
+            Ok(Some(Output::Dropped { rung })) => dropped.push(rung),
+            Ok(Some(Output::Failed(reason))) => panic!("{reason}"),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    assert!(!dropped.is_empty(), "a lagging rung is dropped");
+    assert_eq!(dropped[0], rungs.len() - 1, "the lowest rung goes first: {dropped:?}");
+    let mut sorted = dropped.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(dropped, sorted, "then the next lowest: {dropped:?}");
+    drop(transcoder);
+}
