@@ -96,6 +96,15 @@ async fn clips_from_live_and_vod(app: TestApp) {
     let moov_at = u32::from_be_bytes(head[0..4].try_into().unwrap()) as usize;
     assert_eq!(&head[moov_at + 4..moov_at + 8], b"moov", "faststart: moov right after ftyp");
     assert_eq!(clip["bytes"].as_u64(), Some(head.len() as u64));
+    // A thumbnail of its first picture (GStreamer decodes it).
+    if aether_transcode::missing_elements().is_ok_and(|missing| missing.is_empty()) {
+        let url = clip["thumbnail_url"].as_str().expect("a thumbnail");
+        let jpeg = app.client.get(app.url(url)).send().await.unwrap();
+        let kind = jpeg.headers()["content-type"].clone();
+        assert_eq!(kind, "image/jpeg", "{url}: {}", jpeg.text().await.unwrap());
+        let jpeg = app.client.get(app.url(url)).send().await.unwrap();
+        assert!(jpeg.bytes().await.unwrap().starts_with(&[0xff, 0xd8]));
+    }
     let (ok, stderr) = publisher.wait(Duration::from_secs(40));
     assert!(ok, "{stderr}");
 

@@ -65,6 +65,7 @@ struct Made {
     duration_ms: i64,
     bytes: i64,
     fragments: Vec<i64>,
+    thumbnail: bool,
 }
 
 impl ClipJobs {
@@ -191,7 +192,7 @@ async fn mark_ready(state: &AppState, clip: &Clip, made: Made) -> Result<(), sql
     let fragments = serde_json::to_string(&made.fragments).expect("integers serialize");
     sqlx::query(
         "UPDATE clips SET status = 'ready', failure = NULL, start_ms = $1, duration_ms = $2, bytes = $3, \
-         fragments = $4, finished_at = $5 WHERE id = $6",
+         fragments = $4, finished_at = $5, has_thumbnail = $7 WHERE id = $6",
     )
     .bind(made.start_ms)
     .bind(made.duration_ms)
@@ -199,6 +200,7 @@ async fn mark_ready(state: &AppState, clip: &Clip, made: Made) -> Result<(), sql
     .bind(fragments)
     .bind(now_ms())
     .bind(clip.row_id)
+    .bind(i64::from(made.thumbnail))
     .execute(state.db().pool())
     .await?;
     Ok(())
@@ -267,17 +269,36 @@ async fn make(state: &AppState, clip: &Clip) -> Result<Made, JobError> {
     let prefix = clip.storage_prefix();
     let bytes = cut.mp4_len() as i64;
     let fragments: Vec<i64> = cut.fragments.iter().map(|f| f.duration_ms).collect();
+    // A thumbnail of the first picture, when GStreamer is there to decode it.
+    let picture = cut.first_picture.clone().filter(|_| state.transcoding_available());
+    let thumbnail = match picture {
+        Some((record, keyframe)) => {
+            tokio::task::spawn_blocking(move || aether_transcode::keyframe_jpeg(&record, &keyframe, 640))
+                .await
+                .ok()
+                .and_then(|result| {
+                    result.map_err(|error| tracing::warn!(clip = %clip.id, %error, "no thumbnail for the clip")).ok()
+                })
+        }
+        None => None,
+    };
     let mut uploads: Vec<(String, Vec<Bytes>)> =
         vec![(clip.mp4_key(), cut.mp4), (format!("{prefix}/init-0.mp4"), vec![cut.init])];
+    if let Some(jpeg) = &thumbnail {
+        uploads.push((clip.thumbnail_key(), vec![jpeg.clone()]));
+    }
     uploads.extend(cut.fragments.into_iter().enumerate().map(|(index, fragment)| {
         (format!("{prefix}/{}", VodFile::Segment(index as u64).file_name()), vec![fragment.data])
     }));
     futures_util::stream::iter(uploads)
-        .map(|(key, chunks)| async move { storage.put(&key, chunks, "video/mp4").await })
+        .map(|(key, chunks)| async move {
+            let content_type = if key.ends_with(".jpg") { "image/jpeg" } else { "video/mp4" };
+            storage.put(&key, chunks, content_type).await
+        })
         .buffer_unordered(TRANSFERS_IN_FLIGHT)
         .try_collect::<Vec<()>>()
         .await?;
-    Ok(Made { start_ms: cut.start_ms, duration_ms: cut.duration_ms, bytes, fragments })
+    Ok(Made { start_ms: cut.start_ms, duration_ms: cut.duration_ms, bytes, fragments, thumbnail: thumbnail.is_some() })
 }
 
 /// The clip's own HLS rendition: its fragments' object keys are `{prefix}/seg-N.m4s`.

@@ -64,6 +64,7 @@ pub struct Clip {
     pub bytes: Option<i64>,
     /// Durations (ms) of the HLS rendition's fragments.
     pub fragments: Vec<i64>,
+    pub has_thumbnail: bool,
     pub created_at: i64,
 }
 
@@ -80,6 +81,10 @@ impl Clip {
     pub fn mp4_key(&self) -> String {
         format!("clips/{}/clip.mp4", self.id)
     }
+
+    pub fn thumbnail_key(&self) -> String {
+        format!("clips/{}/thumbnail.jpg", self.id)
+    }
 }
 
 macro_rules! clip_select {
@@ -87,7 +92,7 @@ macro_rules! clip_select {
         "SELECT k.id AS row_id, k.public_id, k.channel_id, c.name AS channel, c.owner_id AS channel_owner, \
          k.creator_id, u.username AS creator, k.vod_id AS vod_row_id, v.public_id AS vod_public_id, k.title, \
          k.requested_start_ms, k.requested_end_ms, k.status, k.failure, k.attempts, k.start_ms, k.duration_ms, \
-         k.bytes, k.fragments, k.created_at \
+         k.bytes, k.fragments, k.has_thumbnail, k.created_at \
          FROM clips k JOIN channels c ON c.id = k.channel_id JOIN users u ON u.id = k.creator_id \
          LEFT JOIN vods v ON v.id = k.vod_id"
     };
@@ -116,6 +121,7 @@ fn clip_from_row(row: &AnyRow) -> Result<Clip, sqlx::Error> {
         duration_ms: row.try_get("duration_ms")?,
         bytes: row.try_get("bytes")?,
         fragments: serde_json::from_str(&fragments).map_err(|e| sqlx::Error::Decode(e.into()))?,
+        has_thumbnail: row.try_get::<i64, _>("has_thumbnail")? != 0,
         created_at: row.try_get("created_at")?,
     })
 }

@@ -27,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/channels/{name}/clips", get(list))
         .route("/clips/{file}", get(download))
         .route("/clips/{id}/index.m3u8", get(media_playlist))
+        .route("/clips/{id}/thumbnail.jpg", get(thumbnail))
         .route("/clips/{id}/{file}", get(media_file))
 }
 
@@ -53,6 +54,7 @@ struct ClipView {
     bytes: Option<i64>,
     playback_url: Option<String>,
     download_url: Option<String>,
+    thumbnail_url: Option<String>,
     created_at: i64,
 }
 
@@ -61,6 +63,7 @@ fn view(clip: Clip) -> ClipView {
     ClipView {
         playback_url: ready.then(|| format!("/clips/{}/index.m3u8", clip.id)),
         download_url: ready.then(|| format!("/clips/{}.mp4", clip.id)),
+        thumbnail_url: (ready && clip.has_thumbnail).then(|| format!("/clips/{}/thumbnail.jpg", clip.id)),
         id: clip.id,
         channel: clip.channel,
         creator: clip.creator,
@@ -246,6 +249,13 @@ async fn download(State(state): State<AppState>, Path(file): Path<String>, heade
     let id = file.strip_suffix(".mp4").ok_or_else(|| ApiError::not_found("no such route"))?;
     let clip = ready(&state, id).await?;
     serve_object(&state, &clip.mp4_key(), &headers, ("video/mp4", MEDIA_CACHE), "clip").await
+}
+
+async fn thumbnail(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
+    let clip = Some(ready(&state, &id).await?)
+        .filter(|clip| clip.has_thumbnail)
+        .ok_or_else(|| ApiError::not_found("the clip has no thumbnail"))?;
+    serve_object(&state, &clip.thumbnail_key(), &headers, ("image/jpeg", MEDIA_CACHE), "clip").await
 }
 
 async fn media_playlist(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {

@@ -104,7 +104,8 @@ pub fn plan(config: &TranscodeConfig, width: u32, height: u32) -> Vec<LadderRung
 const THUMBNAIL_WIDTH: u64 = 640;
 
 /// `gst-launch` syntax of the ladder pipeline: named `src`, `valve{i}`, `enc{i}`, `sink{i}`,
-/// `thumbq` and `thumbs`. No element retimes pictures (no `videorate`): the frame-rate cap and the
+/// `thumbq` and `thumbs`. A rung's valve also stops the rungs below it, which are scaled from its
+/// picture; overload drops the lowest rungs first, so that only happens to rungs already dropped. No element retimes pictures (no `videorate`): the frame-rate cap and the
 /// keyframe placement are done on the exact source timestamps by the crate.
 pub(crate) fn pipeline_description(source_width: u32, source_height: u32, rungs: &[LadderRung]) -> String {
     // Queues hold time, not a count of raw pictures: a rung may be up to 2 s behind the decoder.
@@ -117,10 +118,14 @@ pub(crate) fn pipeline_description(source_width: u32, source_height: u32, rungs:
         even(THUMBNAIL_WIDTH.min(u64::from(source_width))),
         even(THUMBNAIL_WIDTH.min(u64::from(source_width)) * u64::from(source_height) / u64::from(source_width.max(1))),
     );
+    // Each rung is scaled from the one above it (the first from the decoded source), so lower
+    // rungs scale a smaller picture: the rungs are sorted highest first.
+    let mut input = "t".to_owned();
     for (index, rung) in rungs.iter().enumerate() {
         out.push_str(&format!(
-            " t. ! {queue} ! valve name=valve{index} ! videoscale ! videoconvert ! video/x-raw,format=I420,width={w},height={h},pixel-aspect-ratio=1/1 \
-             ! x264enc name=enc{index} tune=zerolatency speed-preset={preset} bitrate={kbps} \
+            " {input}. ! {queue} ! valve name=valve{index} ! videoscale ! videoconvert \
+             ! video/x-raw,format=I420,width={w},height={h},pixel-aspect-ratio=1/1 ! tee name=r{index} \
+             r{index}. ! {queue} ! x264enc name=enc{index} tune=zerolatency speed-preset={preset} bitrate={kbps} \
              vbv-buf-capacity=1000 key-int-max=1000 option-string=scenecut=0 \
              ! video/x-h264,stream-format=avc,alignment=au ! appsink name=sink{index} sync=false",
             w = rung.width,
@@ -128,6 +133,7 @@ pub(crate) fn pipeline_description(source_width: u32, source_height: u32, rungs:
             preset = rung.preset,
             kbps = rung.bitrate_kbps,
         ));
+        input = format!("r{index}");
     }
     out
 }

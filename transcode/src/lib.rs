@@ -1,8 +1,10 @@
 //! The GStreamer ABR ladder: source video in, lower renditions and thumbnails out. One pipeline
 //! per live stream: `appsrc` takes the source H.264 access units (timestamps kept), the picture is
-//! decoded once and `tee`d into one branch per rung (scale, cap the frame rate, I420, x264) and a
-//! thumbnail branch (one JPEG every `thumbnail_seconds`), each ending in an `appsink` whose
-//! output goes to the caller's channel. The source rendition itself never passes through here.
+//! decoded once and scaled down the ladder (each rung from the picture of the rung above it, the
+//! first from the source: lower rungs scale less), each rung encoded by x264 on its own thread,
+//! plus a thumbnail branch (one JPEG every `thumbnail_seconds`); every branch ends in an
+//! `appsink` whose output goes to the caller's channel. The source rendition itself never passes
+//! through here.
 //!
 //! Every rung gets a keyframe exactly where the source has one (a force-key-unit event ahead of
 //! the decoded picture of each source keyframe; x264 places none of its own in between), so that
@@ -10,6 +12,7 @@
 //! rungs are dropped first (`Output::Dropped`); pushing never blocks the caller.
 
 mod ladder;
+mod still;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -24,6 +27,7 @@ use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 
 pub use ladder::{LadderRung, Rung, TranscodeConfig, plan};
+pub use still::keyframe_jpeg;
 
 /// The GStreamer elements the ladder needs, and what each is for.
 pub const ELEMENTS: &[(&str, &str)] = &[

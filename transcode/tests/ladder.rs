@@ -173,3 +173,14 @@ async fn rungs_that_fall_behind_real_time_are_dropped_lowest_first() {
     assert_eq!(dropped, sorted, "then the next lowest: {dropped:?}");
     drop(transcoder);
 }
+
+#[test]
+fn a_keyframe_becomes_a_jpeg_and_garbage_is_an_error() {
+    if !tools_present() {
+        return;
+    }
+    let (config, frames) = source(1280, 720, 1);
+    let jpeg = aether_transcode::keyframe_jpeg(&config.record, &frames[0].data, 640).unwrap();
+    assert!(jpeg.starts_with(&[0xff, 0xd8]), "a JPEG");
+    assert!(aether_transcode::keyframe_jpeg(&config.record, &Bytes::from_static(b"\0\0\0\x02ab"), 640).is_err());
+}

@@ -51,6 +51,9 @@ pub struct Clip {
     /// Where the clip really starts (a keyframe), in milliseconds since the recording began.
     pub start_ms: i64,
     pub duration_ms: i64,
+    /// Its first picture, for a thumbnail: (AVCDecoderConfigurationRecord, the keyframe's
+    /// access unit).
+    pub first_picture: Option<(Bytes, Bytes)>,
 }
 
 impl Clip {
@@ -245,6 +248,7 @@ pub fn cut(init: &Bytes, segments: &[SourceSegment], start_ms: i64, end_ms: i64)
     tracks.retain(|t| !t.samples.is_empty());
 
     let duration_us = span_end_us - span_start_us;
+    let first_picture = first_picture(&moov, &tracks);
     let fragments = fragments(&tracks, primary_id(&tracks))?;
     let mp4 = progressive(&moov, &tracks, span_start_us, duration_us, &to_us)?;
     Ok(Clip {
@@ -253,7 +257,23 @@ pub fn cut(init: &Bytes, segments: &[SourceSegment], start_ms: i64, end_ms: i64)
         fragments,
         start_ms: (span_start_us / 1000) as i64,
         duration_ms: (duration_us / 1000) as i64,
+        first_picture,
     })
+}
+
+/// The video track's decoder configuration record and first (key) picture.
+fn first_picture(moov: &Moov, tracks: &[TrackSamples]) -> Option<(Bytes, Bytes)> {
+    let video = tracks.iter().find(|t| t.is_video)?;
+    let trak = moov.trak.iter().find(|t| t.tkhd.track_id == video.track_id)?;
+    let avcc = trak.mdia.minf.stbl.stsd.codecs.iter().find_map(|codec| match codec {
+        mp4_atom::Codec::Avc1(avc1) => Some(&avc1.avcc),
+        _ => None,
+    })?;
+    let mut boxed = BytesMut::new();
+    avcc.encode(&mut boxed).ok()?;
+    // The record is the box's body.
+    let record = boxed.freeze().slice(8..);
+    Some((record, video.samples.first()?.data.clone()))
 }
 
 fn primary_id(tracks: &[TrackSamples]) -> u32 {
@@ -542,6 +562,9 @@ mod tests {
         let (init, segments) = recording(10);
         let clip = cut(&init, &segments[2..8], 2500, 6500).unwrap();
         assert_eq!(clip.start_ms, 2033, "the keyframe at 2 s, shown one frame after its decode time");
+        let (record, picture) = clip.first_picture.as_ref().expect("the first picture");
+        assert_eq!(&picture[..], b"v60");
+        assert_eq!(aether_media::avc::AvcConfig::parse(record.clone()).unwrap().height, 720);
         // Cut before the first reference frame shown at or after 6.5 s.
         assert!((4400..=4600).contains(&clip.duration_ms), "{} ms", clip.duration_ms);
         let durations: Vec<i64> = clip.fragments.iter().map(|f| f.duration_ms).collect();
