@@ -15,12 +15,66 @@ pub struct Rung {
     pub preset: String,
 }
 
+/// Which H.264 encoder the rungs use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoder {
+    /// Software, x264 (`x264enc`): the default, everywhere.
+    #[default]
+    X264,
+    /// Intel/AMD VA-API (`vaapih264enc`), when present.
+    Vaapi,
+    /// NVIDIA NVENC (`nvh264enc`), when present.
+    Nvenc,
+}
+
+impl Encoder {
+    pub fn element(self) -> &'static str {
+        match self {
+            Encoder::X264 => "x264enc",
+            Encoder::Vaapi => "vaapih264enc",
+            Encoder::Nvenc => "nvh264enc",
+        }
+    }
+
+    /// The encoder (named `enc{index}`) and what follows it up to AVC access units.
+    fn description(self, index: usize, rung: &LadderRung) -> String {
+        let (preset, kbps) = (&rung.preset, rung.bitrate_kbps);
+        let out = "video/x-h264,stream-format=avc,alignment=au";
+        match self {
+            Encoder::X264 => format!(
+                "x264enc name=enc{index} tune=zerolatency speed-preset={preset} bitrate={kbps} \
+                 vbv-buf-capacity=1000 key-int-max=1000 option-string=scenecut=0 ! {out}"
+            ),
+            Encoder::Vaapi => format!(
+                "vaapih264enc name=enc{index} rate-control=cbr bitrate={kbps} keyframe-period=0 max-bframes=0 \
+                 ! h264parse ! {out}"
+            ),
+            Encoder::Nvenc => format!(
+                "nvh264enc name=enc{index} rc-mode=cbr bitrate={kbps} gop-size=-1 bframes=0 zerolatency=true \
+                 ! h264parse ! {out}"
+            ),
+        }
+    }
+
+    /// The raw format the encoder takes.
+    fn input_format(self) -> &'static str {
+        match self {
+            Encoder::Vaapi => "NV12",
+            Encoder::X264 | Encoder::Nvenc => "I420",
+        }
+    }
+}
+
 /// `[transcode]` settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TranscodeConfig {
     /// Off: the source rendition only (thumbnails are still taken when GStreamer is present).
     pub enabled: bool,
+    /// Hardware encoders are used when present; otherwise x264, with a log line.
+    #[serde(default)]
+    pub encoder: Encoder,
     pub ladder: Vec<Rung>,
     /// A thumbnail every this many seconds.
     pub thumbnail_seconds: u32,
@@ -107,7 +161,12 @@ const THUMBNAIL_WIDTH: u64 = 640;
 /// `thumbq` and `thumbs`. A rung's valve also stops the rungs below it, which are scaled from its
 /// picture; overload drops the lowest rungs first, so that only happens to rungs already dropped. No element retimes pictures (no `videorate`): the frame-rate cap and the
 /// keyframe placement are done on the exact source timestamps by the crate.
-pub(crate) fn pipeline_description(source_width: u32, source_height: u32, rungs: &[LadderRung]) -> String {
+pub(crate) fn pipeline_description(
+    source_width: u32,
+    source_height: u32,
+    rungs: &[LadderRung],
+    encoder: Encoder,
+) -> String {
     // Queues hold time, not a count of raw pictures: a rung may be up to 2 s behind the decoder.
     let queue = "queue max-size-buffers=0 max-size-bytes=0 max-size-time=2000000000";
     let mut out = format!(
@@ -124,14 +183,12 @@ pub(crate) fn pipeline_description(source_width: u32, source_height: u32, rungs:
     for (index, rung) in rungs.iter().enumerate() {
         out.push_str(&format!(
             " {input}. ! {queue} ! valve name=valve{index} ! videoscale ! videoconvert \
-             ! video/x-raw,format=I420,width={w},height={h},pixel-aspect-ratio=1/1 ! tee name=r{index} \
-             r{index}. ! {queue} ! x264enc name=enc{index} tune=zerolatency speed-preset={preset} bitrate={kbps} \
-             vbv-buf-capacity=1000 key-int-max=1000 option-string=scenecut=0 \
-             ! video/x-h264,stream-format=avc,alignment=au ! appsink name=sink{index} sync=false",
+             ! video/x-raw,format={format},width={w},height={h},pixel-aspect-ratio=1/1 ! tee name=r{index} \
+             r{index}. ! {queue} ! {encode} ! appsink name=sink{index} sync=false",
+            format = encoder.input_format(),
             w = rung.width,
             h = rung.height,
-            preset = rung.preset,
-            kbps = rung.bitrate_kbps,
+            encode = encoder.description(index, rung),
         ));
         input = format!("r{index}");
     }
@@ -152,6 +209,7 @@ mod tests {
         };
         TranscodeConfig {
             enabled: true,
+            encoder: Encoder::X264,
             ladder: vec![rung("360p", 360, 800), rung("720p", 720, 3000), rung("480p", 480, 1400)],
             thumbnail_seconds: 10,
             max_lag_ms: 3000,
@@ -188,8 +246,17 @@ mod tests {
     }
 
     #[test]
+    fn hardware_encoders_get_their_own_elements_and_formats() {
+        let rungs = plan(&default_config(), 1920, 1080);
+        let vaapi = pipeline_description(1920, 1080, &rungs, Encoder::Vaapi);
+        assert!(vaapi.contains("vaapih264enc name=enc0") && vaapi.contains("format=NV12"), "{vaapi}");
+        let nvenc = pipeline_description(1920, 1080, &rungs, Encoder::Nvenc);
+        assert!(nvenc.contains("nvh264enc name=enc2") && nvenc.contains("h264parse"), "{nvenc}");
+    }
+
+    #[test]
     fn the_pipeline_names_every_rung() {
-        let text = pipeline_description(1920, 1080, &plan(&default_config(), 1920, 1080));
+        let text = pipeline_description(1920, 1080, &plan(&default_config(), 1920, 1080), Encoder::X264);
         for name in
             ["valve0", "enc2", "sink1", "thumbs", "width=1280,height=720", "format=I420", "width=640,height=360"]
         {

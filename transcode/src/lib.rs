@@ -26,7 +26,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 
-pub use ladder::{LadderRung, Rung, TranscodeConfig, plan};
+pub use ladder::{Encoder, LadderRung, Rung, TranscodeConfig, plan};
 pub use still::keyframe_jpeg;
 
 /// The GStreamer elements the ladder needs, and what each is for.
@@ -123,7 +123,15 @@ impl Transcoder {
         if !missing.is_empty() {
             return Err(TranscodeError::Missing(missing));
         }
-        let description = ladder::pipeline_description(source.width, source.height, rungs);
+        let encoder = match config.encoder {
+            Encoder::X264 => Encoder::X264,
+            wanted if gst::ElementFactory::find(wanted.element()).is_some() => wanted,
+            wanted => {
+                tracing::warn!(encoder = wanted.element(), "the configured hardware encoder is absent; using x264");
+                Encoder::X264
+            }
+        };
+        let description = ladder::pipeline_description(source.width, source.height, rungs, encoder);
         let pipeline = gst::parse::launch(&description)
             .map_err(|e| TranscodeError::Pipeline(e.to_string()))?
             .downcast::<gst::Pipeline>()
