@@ -29,12 +29,11 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from live_ingest import BINARY, CACHE, ROOT, cpu_seconds, stop  # noqa: E402
+from live_ingest import BINARY, CACHE, ROOT, cpu_seconds, serve, stop  # noqa: E402
 
 LADDER = [("720p", 1280, 720, 3000), ("480p", 854, 480, 1400), ("360p", 640, 360, 800)]
 
@@ -67,14 +66,7 @@ class Aether:
             out = subprocess.run([BINARY, "channel", "create", f"ladder_{i}", "--owner", "bench"], env=env, check=True,
                                  capture_output=True, text=True).stdout
             self.keys.append(re.search(r"stream key \(shown once\): (\S+)", out).group(1))
-        self.process = subprocess.Popen([BINARY, "serve", "--http-listen", "127.0.0.1:0", "--rtmp-listen", "127.0.0.1:0"],
-                                        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for line in self.process.stdout:
-            match = re.search(r"listening http=(\S+) rtmp=(\S+)", line)
-            if match:
-                self.http, self.rtmp = match.group(1), match.group(2)
-                break
-        threading.Thread(target=lambda: [None for _ in self.process.stdout], daemon=True).start()
+        self.process, self.http, self.rtmp = serve(env)
 
     def dropped(self):
         text = urllib.request.urlopen(f"http://{self.http}/metrics", timeout=5).read().decode()

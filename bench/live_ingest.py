@@ -89,6 +89,22 @@ def stop(processes):
             p.wait()
 
 
+def serve(env):
+    """Starts `aether serve` on loopback with `env`; returns (process, http address, rtmp address)."""
+    process = subprocess.Popen([BINARY, "serve", "--http-listen", "127.0.0.1:0", "--rtmp-listen", "127.0.0.1:0"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:
+        match = re.search(r"listening http=(\S+) rtmp=(\S+)", line)
+        if match:
+            break
+    else:
+        sys.exit("aether did not start")
+    # Keep draining the log so the server never blocks on a full pipe.
+    import threading
+    threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
+    return process, match.group(1), match.group(2)
+
+
 class Aether:
     name = "aether"
 
@@ -105,16 +121,7 @@ class Aether:
             out = subprocess.run([BINARY, "channel", "create", f"bench_{i}", "--owner", "bench"], env=env, check=True,
                                  capture_output=True, text=True).stdout
             self.keys.append(re.search(r"stream key \(shown once\): (\S+)", out).group(1))
-        self.process = subprocess.Popen([BINARY, "serve", "--http-listen", "127.0.0.1:0", "--rtmp-listen", "127.0.0.1:0"],
-                                        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for line in self.process.stdout:
-            match = re.search(r"listening http=(\S+) rtmp=(\S+)", line)
-            if match:
-                self.http, self.rtmp = match.group(1), match.group(2)
-                break
-        # Keep draining the log so the server never blocks on a full pipe.
-        import threading
-        threading.Thread(target=lambda: [None for _ in self.process.stdout], daemon=True).start()
+        self.process, self.http, self.rtmp = serve(env)
 
     def url(self, i):
         return f"rtmp://{self.rtmp}/live/{self.keys[i]}"

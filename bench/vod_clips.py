@@ -24,18 +24,16 @@ import argparse
 import concurrent.futures
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from live_ingest import BINARY, ROOT, free_port, source_flv, stop  # noqa: E402
+from live_ingest import ROOT, free_port, serve, source_flv, stop  # noqa: E402
 
 STOREPUT = os.path.join(ROOT, "target", "release", "storeput")
 BUCKET, ACCESS, SECRET = "bench", "bench-key", "bench-secret"
@@ -78,14 +76,7 @@ class Aether:
                        AETHER_STORAGE__PATH_STYLE="true", AETHER_STORAGE__ACCESS_KEY_ID=ACCESS,
                        AETHER_STORAGE__SECRET_ACCESS_KEY=SECRET)
         self.env = env
-        self.process = subprocess.Popen([BINARY, "serve", "--http-listen", "127.0.0.1:0", "--rtmp-listen", "127.0.0.1:0"],
-                                        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for line in self.process.stdout:
-            match = re.search(r"listening http=(\S+) rtmp=(\S+)", line)
-            if match:
-                self.http, self.rtmp = match.group(1), match.group(2)
-                break
-        threading.Thread(target=lambda: [None for _ in self.process.stdout], daemon=True).start()
+        self.process, self.http, self.rtmp = serve(env)
         body = self.api("POST", "/api/v1/auth/signup",
                         {"username": "bench", "email": "bench@example.com", "password": "benchmark password"})
         self.token = body["token"]

@@ -31,6 +31,27 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// `?limit=&offset=` of a listing.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+pub struct Page {
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+impl Page {
+    const DEFAULT: i64 = 50;
+    const MAX: i64 = 100;
+
+    /// (limit, offset): limit 1 to 100 (default 50), offset at least 0 (default 0).
+    pub fn checked(self) -> Result<(i64, i64), ApiError> {
+        let (limit, offset) = (self.limit.unwrap_or(Self::DEFAULT), self.offset.unwrap_or(0));
+        if !(1..=Self::MAX).contains(&limit) || offset < 0 {
+            return Err(ApiError::invalid("invalid_query", format!("limit is 1 to {}, offset at least 0", Self::MAX)));
+        }
+        Ok((limit, offset))
+    }
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
 }

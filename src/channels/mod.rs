@@ -217,6 +217,11 @@ pub async fn find(db: &Db, name: &str) -> Result<Option<Channel>, sqlx::Error> {
     row.map(|row| channel_from_row(&row)).transpose()
 }
 
+/// The channel named `name`, or the API's 404.
+pub async fn find_or_404(db: &Db, name: &str) -> Result<Channel, ApiError> {
+    find(db, name).await?.ok_or_else(|| ApiError::not_found(format!("no channel named \"{name}\"")))
+}
+
 /// Channels, newest first.
 pub async fn list(db: &Db, limit: i64, offset: i64) -> Result<Vec<Channel>, sqlx::Error> {
     let sql = concat!(channel_select!(), " ORDER BY c.id DESC LIMIT $1 OFFSET $2");

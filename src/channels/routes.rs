@@ -89,15 +89,8 @@ struct ListResponse {
     channels: Vec<ChannelView>,
 }
 
-const LIST_DEFAULT: i64 = 50;
-const LIST_MAX: i64 = 100;
-
 async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> ApiResult<Json<ListResponse>> {
-    let limit = query.limit.unwrap_or(LIST_DEFAULT);
-    let offset = query.offset.unwrap_or(0);
-    if !(1..=LIST_MAX).contains(&limit) || offset < 0 {
-        return Err(ApiError::invalid("invalid_query", format!("limit is 1 to {LIST_MAX}, offset at least 0")));
-    }
+    let (limit, offset) = crate::http::Page { limit: query.limit, offset: query.offset }.checked()?;
     let channels = match query.live {
         // The live set is small and in memory: look those channels up directly.
         Some(true) => {
@@ -120,7 +113,7 @@ async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> 
 }
 
 async fn load(state: &AppState, name: &str) -> ApiResult<Channel> {
-    super::find(state.db(), name).await?.ok_or_else(|| ApiError::not_found(format!("no channel named \"{name}\"")))
+    super::find_or_404(state.db(), name).await
 }
 
 fn ensure_can_manage(user: &User, channel: &Channel) -> ApiResult<()> {

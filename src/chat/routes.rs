@@ -23,9 +23,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn managed_channel(state: &AppState, auth: &AuthUser, name: &str) -> ApiResult<Channel> {
-    let channel = channels::find(state.db(), name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no channel named \"{name}\"")))?;
+    let channel = channels::find_or_404(state.db(), name).await?;
     if channel.owner_id != auth.user.id && !auth.user.is_admin() {
         return Err(ApiError::forbidden("only the channel's owner or an admin may do this"));
     }

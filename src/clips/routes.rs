@@ -18,6 +18,7 @@ use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::channels::{self, TITLE_MAX_CHARS, clean_text};
 use crate::error::{ApiError, ApiResult, Json, Query};
+use crate::http::Page;
 use crate::vod::http::{playlist_response, serve_object};
 
 pub fn router() -> Router<AppState> {
@@ -118,9 +119,7 @@ async fn create(
             if !(min_ms..=max_ms).contains(&seconds) {
                 return Err(bad(format!("seconds must be {} to {}", limits.min_seconds, limits.max_seconds)));
             }
-            let channel = channels::find(state.db(), name)
-                .await?
-                .ok_or_else(|| ApiError::not_found(format!("no channel named \"{name}\"")))?;
+            let channel = channels::find_or_404(state.db(), name).await?;
             let stream = state
                 .live()
                 .get(name)
@@ -192,12 +191,6 @@ async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResul
     Ok(Json(view(load(&state, &id).await?)))
 }
 
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    limit: Option<i64>,
-    offset: Option<i64>,
-}
-
 #[derive(Debug, Serialize)]
 struct ListResponse {
     clips: Vec<ClipView>,
@@ -206,15 +199,10 @@ struct ListResponse {
 async fn list(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(query): Query<ListQuery>,
+    Query(page): Query<Page>,
 ) -> ApiResult<Json<ListResponse>> {
-    let (limit, offset) = (query.limit.unwrap_or(50), query.offset.unwrap_or(0));
-    if !(1..=100).contains(&limit) || offset < 0 {
-        return Err(ApiError::invalid("invalid_query", "limit is 1 to 100, offset at least 0"));
-    }
-    let channel = channels::find(state.db(), &name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no channel named \"{name}\"")))?;
+    let (limit, offset) = page.checked()?;
+    let channel = channels::find_or_404(state.db(), &name).await?;
     let clips = super::list_for_channel(state.db(), channel.id, limit, offset).await?;
     Ok(Json(ListResponse { clips: clips.into_iter().map(view).collect() }))
 }

@@ -13,6 +13,7 @@ use crate::app::AppState;
 use crate::auth::{AuthUser, MaybeUser};
 use crate::channels::{self, TITLE_MAX_CHARS, clean_text};
 use crate::error::{ApiError, ApiResult, Json, Query};
+use crate::http::Page;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -48,34 +49,19 @@ fn view(vod: Vod) -> VodView {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    limit: Option<i64>,
-    offset: Option<i64>,
-}
-
 #[derive(Debug, Serialize)]
 struct ListResponse {
     vods: Vec<VodView>,
 }
 
-const LIST_DEFAULT: i64 = 50;
-const LIST_MAX: i64 = 100;
-
 async fn list(
     State(state): State<AppState>,
     MaybeUser(auth): MaybeUser,
     Path(name): Path<String>,
-    Query(query): Query<ListQuery>,
+    Query(page): Query<Page>,
 ) -> ApiResult<Json<ListResponse>> {
-    let limit = query.limit.unwrap_or(LIST_DEFAULT);
-    let offset = query.offset.unwrap_or(0);
-    if !(1..=LIST_MAX).contains(&limit) || offset < 0 {
-        return Err(ApiError::invalid("invalid_query", format!("limit is 1 to {LIST_MAX}, offset at least 0")));
-    }
-    let channel = channels::find(state.db(), &name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no channel named \"{name}\"")))?;
+    let (limit, offset) = page.checked()?;
+    let channel = channels::find_or_404(state.db(), &name).await?;
     let all = auth.is_some_and(|auth| auth.user.id == channel.owner_id || auth.user.is_admin());
     let vods = super::list_for_channel(state.db(), channel.id, all, limit, offset).await?;
     Ok(Json(ListResponse { vods: vods.into_iter().map(view).collect() }))
