@@ -277,3 +277,32 @@ async fn a_file_pushed_faster_than_real_time_is_recorded_whole_on_local_storage(
 async fn a_file_pushed_faster_than_real_time_is_recorded_whole_on_s3() {
     a_file_pushed_faster_than_real_time_is_recorded_whole(Store::S3).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_spooled_when_the_server_stops_are_uploaded_after_it_starts_again() {
+    let Some(mut s3) = S3Server::start() else { return };
+    let app = TestApp::spawn_with(Backend::Sqlite, |config| s3.configure(config)).await.unwrap();
+    let owner = app.signup("restart").await;
+    let key = app.create_channel(&owner, "restart_tv").await;
+    // Storage is down for the whole broadcast: everything goes to the spool.
+    s3.stop();
+    let (ok, stderr) = Publisher::start(app.rtmp_addr, &key, 7).wait(Duration::from_secs(30));
+    assert!(ok, "{stderr}");
+    let spool = app.storage.data_dir().join("spool");
+    let spooled = std::fs::read_dir(&spool).map(|dir| dir.count()).unwrap_or(0);
+    assert!(spooled >= 8, "init + segments wait in the spool: {spooled} files");
+    let app = app.restart().await;
+    s3.resume();
+    // The next start uploads and indexes them, in order, and the VOD gets its full length.
+    let vod = eventually(Duration::from_secs(30), || async {
+        let (_, body) = app.get("/api/v1/channels/restart_tv/vods", Some(&owner)).await;
+        let vod = body["vods"][0].clone();
+        let empty = std::fs::read_dir(&spool).map(|dir| dir.count() == 0).unwrap_or(true);
+        (empty && vod["status"] == "ready" && vod["duration_ms"].as_i64() >= Some(6_000)).then_some(vod)
+    })
+    .await
+    .expect("the spooled recording is uploaded after the restart");
+    let (seconds, _) = probe(&app.url(vod["playback_url"].as_str().unwrap()), Some(&owner));
+    assert!((6.0..=8.0).contains(&seconds), "ffprobe reads {seconds} s of a 7 s broadcast");
+    app.stop().await;
+}
