@@ -69,7 +69,7 @@ class Aether:
     def __init__(self, workdir, s3):
         self.data = os.path.join(workdir, "aether-" + ("s3" if s3 else "local"))
         os.makedirs(self.data)
-        env = dict(os.environ, AETHER_DATA_DIR=self.data, AETHER_LOG__LEVEL="warn,aether::app=info")
+        env = dict(os.environ, AETHER_DATA_DIR=self.data, AETHER_LOG__LEVEL=os.environ.get("BENCH_AETHER_LOG", "warn,aether::app=info"))
         env.pop("AETHER_DATABASE__URL", None)
         if s3:
             env.update(AETHER_STORAGE__KIND="s3", AETHER_STORAGE__ENDPOINT=s3.endpoint, AETHER_STORAGE__BUCKET=BUCKET,

@@ -25,7 +25,7 @@ const MAX_ATTEMPTS: i64 = 3;
 /// How long a live clip waits for the recording to reach its end.
 const RECORDING_WAIT: Duration = Duration::from_secs(30);
 /// Objects fetched or stored at the same time for one clip.
-const TRANSFERS_IN_FLIGHT: usize = 8;
+const TRANSFERS_IN_FLIGHT: usize = 16;
 
 pub struct ClipJobs {
     sender: mpsc::Sender<i64>,
@@ -253,6 +253,7 @@ async fn make(state: &AppState, clip: &Clip) -> Result<Made, JobError> {
     }
     let init_id = init_id.ok_or_else(|| JobError::Permanent("the recording has no media in that range".into()))?;
     let storage = state.storage();
+    let fetch_started = Instant::now();
     let init = storage.get(&VodFile::Init(init_id as u32).object_key(session_id, "source")).await?;
     let segments: Vec<SourceSegment> = futures_util::stream::iter(wanted)
         .map(|(start_ms, key)| async move { storage.get(&key).await.map(|data| SourceSegment { start_ms, data }) })
@@ -260,6 +261,7 @@ async fn make(state: &AppState, clip: &Clip) -> Result<Made, JobError> {
         .try_collect()
         .await?;
     let (start, end) = (clip.requested_start_ms, clip.requested_end_ms);
+    let fetched = fetch_started.elapsed();
     let cut = tokio::task::spawn_blocking(move || clip::cut(&init, &segments, start, end))
         .await
         .map_err(|error| JobError::Permanent(format!("cutting failed: {error}")))?
@@ -290,6 +292,7 @@ async fn make(state: &AppState, clip: &Clip) -> Result<Made, JobError> {
     uploads.extend(cut.fragments.into_iter().enumerate().map(|(index, fragment)| {
         (format!("{prefix}/{}", VodFile::Segment(index as u64).file_name()), vec![fragment.data])
     }));
+    let cut_done = fetch_started.elapsed();
     futures_util::stream::iter(uploads)
         .map(|(key, chunks)| async move {
             let content_type = if key.ends_with(".jpg") { "image/jpeg" } else { "video/mp4" };
@@ -298,6 +301,9 @@ async fn make(state: &AppState, clip: &Clip) -> Result<Made, JobError> {
         .buffer_unordered(TRANSFERS_IN_FLIGHT)
         .try_collect::<Vec<()>>()
         .await?;
+    tracing::debug!(clip = %clip.id, fetch_ms = fetched.as_millis() as u64,
+        cut_ms = (cut_done - fetched).as_millis() as u64,
+        store_ms = (fetch_started.elapsed() - cut_done).as_millis() as u64, "clip made");
     Ok(Made { start_ms: cut.start_ms, duration_ms: cut.duration_ms, bytes, fragments, thumbnail: thumbnail.is_some() })
 }
 
