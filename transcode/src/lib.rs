@@ -12,6 +12,7 @@
 //! rungs are dropped first (`Output::Dropped`); pushing never blocks the caller.
 
 mod ladder;
+mod reencode;
 mod still;
 
 use std::collections::VecDeque;
@@ -27,6 +28,7 @@ use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 
 pub use ladder::{Encoder, LadderRung, Rung, TranscodeConfig, plan};
+pub use reencode::{GopPicture, Reencoded, reencode_gop};
 pub use still::keyframe_jpeg;
 
 /// The GStreamer elements the ladder needs, and what each is for.

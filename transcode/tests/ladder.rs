@@ -187,3 +187,25 @@ fn a_keyframe_becomes_a_jpeg_and_garbage_is_an_error() {
     assert!(jpeg.starts_with(&[0xff, 0xd8]), "a JPEG");
     assert!(aether_transcode::keyframe_jpeg(&config.record, &Bytes::from_static(b"\0\0\0\x02ab"), 640).is_err());
 }
+
+#[test]
+fn a_gop_is_reencoded_from_an_exact_picture_on() {
+    if !tools_present() {
+        return;
+    }
+    let (config, frames) = source(1280, 720, 2);
+    let second_key = frames.iter().skip(1).position(|f| f.keyframe).map(|i| i + 1).unwrap();
+    let gop: Vec<aether_transcode::GopPicture> = frames[..second_key]
+        .iter()
+        .map(|f| aether_transcode::GopPicture { pts: f.pts, dts: f.dts, keyframe: f.keyframe, data: f.data.clone() })
+        .collect();
+    let mut shown: Vec<i64> = gop.iter().map(|p| p.pts).collect();
+    shown.sort_unstable();
+    let from = shown[10];
+    let out = aether_transcode::reencode_gop(&config.record, &gop, from, 2000).unwrap();
+    let pts: Vec<i64> = out.pictures.iter().map(|(pts, ..)| *pts).collect();
+    assert_eq!(pts, shown[10..].to_vec(), "the pictures from the 11th on, at their times");
+    assert!(out.pictures[0].1, "the first is a keyframe");
+    assert!(out.pictures[1..].iter().all(|(_, key, _)| !key));
+    assert_eq!(AvcConfig::parse(out.record).unwrap().height, 720);
+}
