@@ -53,7 +53,6 @@ async fn clips_from_live_and_vod(app: TestApp) {
         (json!({"channel": "clip_tv", "seconds": 2}), "invalid_clip"),
         (json!({"channel": "clip_tv", "seconds": 121}), "invalid_clip"),
         (json!({"channel": "clip_tv", "seconds": 8, "vod_id": "x", "start_ms": 0, "end_ms": 9000}), "invalid_clip"),
-        (json!({"channel": "clip_tv", "seconds": 8, "precise": true}), "precise_unavailable"),
         (json!({"vod_id": "nope", "start_ms": 0}), "invalid_clip"),
     ] {
         let (status, body) = app.post("/api/v1/clips", Some(&viewer), request.clone()).await;
@@ -133,9 +132,25 @@ async fn clips_from_live_and_vod(app: TestApp) {
         app.post("/api/v1/clips", Some(&viewer), json!({"vod_id": vod_id, "start_ms": 60_000, "end_ms": 70_000})).await;
     assert_eq!(status, 422, "past the end of the VOD: {body}");
 
+    // Frame-precise: the first GOP re-encoded from the picture at 5 s, the end at 15 s exactly.
+    let precise = json!({"vod_id": vod_id, "start_ms": 5000, "end_ms": 15000, "precise": true});
+    let (status, body) = app.post("/api/v1/clips", Some(&viewer), precise).await;
+    assert_eq!(status, 202, "{body}");
+    let clip = wait_ready(&app, body["id"].as_str().unwrap()).await;
+    assert_eq!(clip["status"], "ready", "{clip}");
+    let (start, duration) = (clip["start_ms"].as_i64().unwrap(), clip["duration_ms"].as_i64().unwrap());
+    assert!((5000 - start).abs() <= 34, "starts within a frame of 5 s: {start}");
+    assert!((10_000 - duration).abs() <= 34, "lasts 10 s within a frame: {duration}");
+    let (seconds, clean, errors) = check_media(&app.url(clip["download_url"].as_str().unwrap()));
+    assert!((seconds - 10.0).abs() <= 0.05, "ffprobe reads {seconds} s of the precise MP4");
+    assert!(clean, "the precise MP4 decodes without errors: {errors}");
+    let (seconds, clean, errors) = check_media(&app.url(clip["playback_url"].as_str().unwrap()));
+    assert!((seconds - 10.0).abs() <= 0.1, "ffprobe reads {seconds} s of the precise HLS clip");
+    assert!(clean, "the precise HLS clip decodes without errors: {errors}");
+
     // Listed on the channel; deleted by its creator, with its objects.
     let (_, listed) = app.get("/api/v1/channels/clip_tv/clips", None).await;
-    assert_eq!(listed["clips"].as_array().map(Vec::len), Some(2), "{listed}");
+    assert_eq!(listed["clips"].as_array().map(Vec::len), Some(3), "{listed}");
     let path = format!("/api/v1/clips/{id}");
     let stranger = app.signup("stranger").await;
     assert_eq!(app.send(reqwest::Method::DELETE, &path, Some(&stranger), Value::Null).await.0, 403);

@@ -82,6 +82,17 @@ impl AvcConfig {
     }
 
     /// The RFC 6381 codecs string, e.g. `avc1.64001f`.
+    /// The ids of its sequence and picture parameter sets (`seq_parameter_set_id`,
+    /// `pic_parameter_set_id`), where they parse.
+    pub fn parameter_set_ids(&self) -> (Vec<u32>, Vec<u32>) {
+        let id = |nal: &Bytes, skip: usize| {
+            let mut reader = BitReader::new(nal.get(skip..)?);
+            reader.ue().ok()
+        };
+        // SPS: NAL header, profile, constraints, level, then the id; PPS: NAL header, then the id.
+        (self.sps.iter().filter_map(|s| id(s, 4)).collect(), self.pps.iter().filter_map(|p| id(p, 1)).collect())
+    }
+
     pub fn codec_string(&self) -> String {
         format!("avc1.{:02x}{:02x}{:02x}", self.profile, self.compatibility, self.level)
     }

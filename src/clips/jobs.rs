@@ -260,12 +260,16 @@ async fn make(state: &AppState, clip: &Clip) -> Result<Made, JobError> {
         .buffered(TRANSFERS_IN_FLIGHT)
         .try_collect()
         .await?;
-    let (start, end) = (clip.requested_start_ms, clip.requested_end_ms);
+    let (start, end, precise) = (clip.requested_start_ms, clip.requested_end_ms, clip.precise);
     let fetched = fetch_started.elapsed();
-    let cut = tokio::task::spawn_blocking(move || clip::cut(&init, &segments, start, end))
-        .await
-        .map_err(|error| JobError::Permanent(format!("cutting failed: {error}")))?
-        .map_err(|error| JobError::Permanent(format!("cutting failed: {error}")))?;
+    let cut = tokio::task::spawn_blocking(move || {
+        let encoder =
+            |record: &Bytes, gop: &[clip::HeadPicture], from: i64, id: u32| reencode_head(record, gop, from, id);
+        clip::cut(&init, &segments, start, end, precise.then_some(&encoder as clip::HeadEncoder<'_>))
+    })
+    .await
+    .map_err(|error| JobError::Permanent(format!("cutting failed: {error}")))?
+    .map_err(|error| JobError::Permanent(format!("cutting failed: {error}")))?;
 
     // The MP4 (in parts above 16 MiB), the init segment and the fragments go up together.
     let prefix = clip.storage_prefix();
@@ -305,6 +309,27 @@ async fn make(state: &AppState, clip: &Clip) -> Result<Made, JobError> {
         cut_ms = (cut_done - fetched).as_millis() as u64,
         store_ms = (fetch_started.elapsed() - cut_done).as_millis() as u64, "clip made");
     Ok(Made { start_ms: cut.start_ms, duration_ms: cut.duration_ms, bytes, fragments, thumbnail: thumbnail.is_some() })
+}
+
+/// The first GOP of a frame-precise clip, re-encoded from the picture at `from` on with
+/// GStreamer, at about the source's bitrate.
+fn reencode_head(
+    record: &Bytes,
+    gop: &[clip::HeadPicture],
+    from: i64,
+    parameter_set_id: u32,
+) -> Result<clip::ReencodedHead, String> {
+    let bytes: usize = gop.iter().map(|p| p.data.len()).sum();
+    let span = gop.iter().map(|p| p.pts).max().unwrap_or(0) - gop.iter().map(|p| p.pts).min().unwrap_or(0);
+    let seconds = (span as f64 / 90_000.0).max(1.0 / 30.0);
+    let kbps = ((bytes as f64 * 8.0 / seconds / 1000.0) * 1.2).clamp(300.0, 50_000.0) as u32;
+    let pictures: Vec<aether_transcode::GopPicture> = gop
+        .iter()
+        .map(|p| aether_transcode::GopPicture { pts: p.pts, dts: p.dts, keyframe: p.keyframe, data: p.data.clone() })
+        .collect();
+    let reencoded =
+        aether_transcode::reencode_gop(record, &pictures, from, kbps, parameter_set_id).map_err(|e| e.to_string())?;
+    Ok((reencoded.record, reencoded.pictures))
 }
 
 /// The clip's own HLS rendition: its fragments' object keys are `{prefix}/seg-N.m4s`.

@@ -56,6 +56,8 @@ pub struct Clip {
     pub title: String,
     pub requested_start_ms: i64,
     pub requested_end_ms: i64,
+    /// Starts on the exact picture asked for (the first GOP re-encoded) and ends exactly.
+    pub precise: bool,
     pub status: ClipStatus,
     pub failure: Option<String>,
     pub attempts: i64,
@@ -91,7 +93,7 @@ macro_rules! clip_select {
     () => {
         "SELECT k.id AS row_id, k.public_id, k.channel_id, c.name AS channel, c.owner_id AS channel_owner, \
          k.creator_id, u.username AS creator, k.vod_id AS vod_row_id, v.public_id AS vod_public_id, k.title, \
-         k.requested_start_ms, k.requested_end_ms, k.status, k.failure, k.attempts, k.start_ms, k.duration_ms, \
+         k.requested_start_ms, k.requested_end_ms, k.precise, k.status, k.failure, k.attempts, k.start_ms, k.duration_ms, \
          k.bytes, k.fragments, k.has_thumbnail, k.created_at \
          FROM clips k JOIN channels c ON c.id = k.channel_id JOIN users u ON u.id = k.creator_id \
          LEFT JOIN vods v ON v.id = k.vod_id"
@@ -114,6 +116,7 @@ fn clip_from_row(row: &AnyRow) -> Result<Clip, sqlx::Error> {
         title: row.try_get("title")?,
         requested_start_ms: row.try_get("requested_start_ms")?,
         requested_end_ms: row.try_get("requested_end_ms")?,
+        precise: row.try_get::<i64, _>("precise")? != 0,
         status: ClipStatus::parse(&status).ok_or_else(|| sqlx::Error::Decode("unknown clip status".into()))?,
         failure: row.try_get("failure")?,
         attempts: row.try_get("attempts")?,
@@ -154,6 +157,7 @@ pub struct NewClip<'a> {
     pub title: &'a str,
     pub start_ms: i64,
     pub end_ms: i64,
+    pub precise: bool,
 }
 
 /// Inserts a clip in `processing`; returns its row id and public id.
@@ -161,7 +165,7 @@ pub async fn insert(db: &Db, new: NewClip<'_>) -> Result<(i64, String), sqlx::Er
     let public_id = crate::db::public_id();
     let row = sqlx::query(
         "INSERT INTO clips (public_id, channel_id, creator_id, vod_id, title, requested_start_ms, requested_end_ms, \
-         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+         created_at, precise) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
     )
     .bind(&public_id)
     .bind(new.channel_id.0)
@@ -171,6 +175,7 @@ pub async fn insert(db: &Db, new: NewClip<'_>) -> Result<(i64, String), sqlx::Er
     .bind(new.start_ms)
     .bind(new.end_ms)
     .bind(crate::db::now_ms())
+    .bind(i64::from(new.precise))
     .fetch_one(db.pool())
     .await?;
     Ok((row.try_get("id")?, public_id))

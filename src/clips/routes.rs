@@ -47,6 +47,7 @@ struct ClipView {
     title: String,
     status: ClipStatus,
     failure: Option<String>,
+    precise: bool,
     /// The span asked for, in milliseconds of the recording.
     requested: Requested,
     /// The span cut (from a keyframe at or before the requested start), once ready.
@@ -72,6 +73,7 @@ fn view(clip: Clip) -> ClipView {
         title: clip.title,
         status: clip.status,
         failure: clip.failure,
+        precise: clip.precise,
         requested: Requested { start_ms: clip.requested_start_ms, end_ms: clip.requested_end_ms },
         start_ms: clip.start_ms,
         duration_ms: clip.duration_ms,
@@ -103,10 +105,10 @@ async fn create(
     auth: AuthUser,
     Json(body): Json<CreateRequest>,
 ) -> ApiResult<(StatusCode, Json<ClipView>)> {
-    if body.precise {
+    if body.precise && !state.transcoding_available() {
         return Err(ApiError::invalid(
             "precise_unavailable",
-            "frame-precise clips need re-encoding, which this server cannot do yet; \
+            "frame-precise clips need GStreamer, which this server lacks; \
              leave precise off for a clip that starts at the keyframe before start_ms",
         ));
     }
@@ -143,6 +145,7 @@ async fn create(
                 title: &title,
                 start_ms: (end - seconds).max(0),
                 end_ms: end,
+                precise: body.precise,
             }
         }
         (None, None, Some(vod_id), Some(start_ms), Some(end_ms)) => {
@@ -169,6 +172,7 @@ async fn create(
                 title: &title,
                 start_ms,
                 end_ms: end_ms.min(if vod.status == crate::vod::VodStatus::Ready { vod.duration_ms } else { end_ms }),
+                precise: body.precise,
             }
         }
         _ => return Err(bad("send {channel, seconds} for a live clip or {vod_id, start_ms, end_ms} for a VOD clip")),

@@ -32,8 +32,16 @@ fn to_ns(ticks: i64, origin: i64) -> u64 {
     BASE_NS + ((ticks - origin).max(0) as u64) * 1_000_000_000 / 90_000
 }
 
-/// Re-encodes the pictures of `gop` shown at or after `from_pts` at about `kbps`.
-pub fn reencode_gop(record: &Bytes, gop: &[GopPicture], from_pts: i64, kbps: u32) -> Result<Reencoded, TranscodeError> {
+/// Re-encodes the pictures of `gop` shown at or after `from_pts` at about `kbps`, with sequence
+/// and picture parameter sets numbered `parameter_set_id` (so that they can sit beside the
+/// source's in one decoder configuration).
+pub fn reencode_gop(
+    record: &Bytes,
+    gop: &[GopPicture],
+    from_pts: i64,
+    kbps: u32,
+    parameter_set_id: u32,
+) -> Result<Reencoded, TranscodeError> {
     let missing = crate::missing_elements()?;
     if !missing.is_empty() {
         return Err(TranscodeError::Missing(missing));
@@ -42,7 +50,7 @@ pub fn reencode_gop(record: &Bytes, gop: &[GopPicture], from_pts: i64, kbps: u32
     let description = format!(
         "appsrc name=src ! avdec_h264 ! videoconvert ! video/x-raw,format=I420 \
          ! x264enc speed-preset=veryfast tune=zerolatency bitrate={kbps} key-int-max=100000 \
-         option-string=scenecut=0 ! video/x-h264,stream-format=avc,alignment=au ! appsink name=sink sync=false"
+         option-string=scenecut=0:sps-id={parameter_set_id} ! video/x-h264,stream-format=avc,alignment=au ! appsink name=sink sync=false"
     );
     let pipeline = gst::parse::launch(&description)
         .map_err(|e| TranscodeError::Pipeline(e.to_string()))?

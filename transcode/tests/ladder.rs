@@ -202,10 +202,12 @@ fn a_gop_is_reencoded_from_an_exact_picture_on() {
     let mut shown: Vec<i64> = gop.iter().map(|p| p.pts).collect();
     shown.sort_unstable();
     let from = shown[10];
-    let out = aether_transcode::reencode_gop(&config.record, &gop, from, 2000).unwrap();
+    let out = aether_transcode::reencode_gop(&config.record, &gop, from, 2000, 1).unwrap();
     let pts: Vec<i64> = out.pictures.iter().map(|(pts, ..)| *pts).collect();
     assert_eq!(pts, shown[10..].to_vec(), "the pictures from the 11th on, at their times");
     assert!(out.pictures[0].1, "the first is a keyframe");
     assert!(out.pictures[1..].iter().all(|(_, key, _)| !key));
-    assert_eq!(AvcConfig::parse(out.record).unwrap().height, 720);
+    let encoded = AvcConfig::parse(out.record).unwrap();
+    assert_eq!(encoded.height, 720);
+    assert_eq!(encoded.parameter_set_ids(), (vec![1], vec![1]), "the asked parameter set id");
 }

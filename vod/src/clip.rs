@@ -26,6 +26,8 @@ pub enum ClipError {
     Empty,
     #[error("MP4 encoding failed: {0}")]
     Mux(#[from] cmaf::MuxError),
+    #[error("re-encoding the first GOP failed: {0}")]
+    Reencode(String),
 }
 
 /// A stored segment of the recording, with its start in milliseconds since the recording began.
@@ -41,11 +43,31 @@ pub struct ClipFragment {
     pub duration_ms: i64,
 }
 
+/// A picture of the GOP a precise clip starts in, times in the video track's timescale.
+#[derive(Debug, Clone)]
+pub struct HeadPicture {
+    pub pts: i64,
+    pub dts: i64,
+    pub keyframe: bool,
+    pub data: Bytes,
+}
+
+/// Re-encodes a GOP from the picture shown at `from_pts` on: given the decoder configuration
+/// record, the GOP (decode order, a keyframe first) and the parameter set id to use (one the
+/// source does not), returns the encoder's record and the pictures `(pts, keyframe, access
+/// unit)` in order. For frame-precise clips.
+pub type HeadEncoder<'a> = &'a dyn Fn(&Bytes, &[HeadPicture], i64, u32) -> Result<ReencodedHead, String>;
+
+/// What a `HeadEncoder` returns: the encoder's decoder configuration record and the pictures
+/// `(pts, keyframe, access unit)`.
+pub type ReencodedHead = (Bytes, Vec<(i64, bool, Bytes)>);
+
 #[derive(Debug)]
 pub struct Clip {
     /// The progressive MP4, as buffers to write one after another (headers, then sample data).
     pub mp4: Vec<Bytes>,
-    /// The init segment of the HLS rendition (the recording's own) and its fragments.
+    /// The init segment of the HLS rendition (the recording's own; for a precise clip with the
+    /// re-encoded head's parameter sets added) and its fragments.
     pub init: Bytes,
     pub fragments: Vec<ClipFragment>,
     /// Where the clip really starts (a keyframe), in milliseconds since the recording began.
@@ -71,6 +93,8 @@ struct RawSample {
     data: Bytes,
     /// Which source segment it came from: chunks and fragments follow segments.
     segment: usize,
+    /// 0: as recorded; 1: re-encoded (the precise clip's first GOP), with its own configuration.
+    description: u32,
 }
 
 impl RawSample {
@@ -164,6 +188,7 @@ fn read_segment(data: &Bytes, index: usize, tracks: &mut [TrackSamples]) -> Resu
                         sync: is_sync(flags),
                         data: data.slice(position..position + length),
                         segment: index,
+                        description: 0,
                     });
                     position += length;
                     dts += i64::from(duration);
@@ -175,8 +200,16 @@ fn read_segment(data: &Bytes, index: usize, tracks: &mut [TrackSamples]) -> Resu
 }
 
 /// Cuts `[start_ms, end_ms)` (milliseconds since the recording began) out of `segments` (in
-/// order, all under the same `init`).
-pub fn cut(init: &Bytes, segments: &[SourceSegment], start_ms: i64, end_ms: i64) -> Result<Clip, ClipError> {
+/// order, all under the same `init`). With `precise`, the clip starts on the exact picture (the
+/// GOP it falls in re-encoded from there by `precise`) and ends exactly at `end_ms` (in the MP4,
+/// by its edit list; the HLS rendition shows at most one picture more).
+pub fn cut(
+    init: &Bytes,
+    segments: &[SourceSegment],
+    start_ms: i64,
+    end_ms: i64,
+    precise: Option<HeadEncoder<'_>>,
+) -> Result<Clip, ClipError> {
     let moov = parse_init(init)?;
     let mut tracks: Vec<TrackSamples> = moov
         .trak
@@ -204,6 +237,7 @@ pub fn cut(init: &Bytes, segments: &[SourceSegment], start_ms: i64, end_ms: i64)
     let end_us = i128::from(end_ms) * 1000;
 
     // The primary track decides the span.
+    let mut head: Option<(Bytes, u32)> = None;
     let (span_start_us, span_end_us) = {
         let track = &mut tracks[primary];
         let scale = track.timescale;
@@ -223,14 +257,36 @@ pub fn cut(init: &Bytes, segments: &[SourceSegment], start_ms: i64, end_ms: i64)
             }
             highest = highest.max(pts);
         }
-        let kept = &samples[begin..end];
+        if precise.is_some() && end < samples.len() {
+            // Keep the reference picture shown at or after the end and the pictures that need
+            // it (shown before it); the edit list ends the presentation on time.
+            let reference = samples[end].pts();
+            end = samples
+                .iter()
+                .enumerate()
+                .skip(end + 1)
+                .find(|(_, s)| s.pts() > reference)
+                .map_or(samples.len(), |(j, _)| j);
+        }
+        let mut kept = samples[begin..end].to_vec();
         let first_pts = kept.iter().map(RawSample::pts).min().ok_or(ClipError::Empty)?;
         let last_end = match samples.get(end) {
             Some(next) => next.pts(),
             None => kept.iter().map(|s| s.pts() + i64::from(s.duration)).max().unwrap_or(first_pts),
         };
-        let span = (to_us(first_pts, scale), to_us(last_end, scale));
-        track.samples = samples[begin..end].to_vec();
+        let mut span = (to_us(first_pts, scale), to_us(last_end, scale));
+        if let Some(encoder) = precise {
+            // The first picture shown at or after the start.
+            let target = kept.iter().map(RawSample::pts).filter(|&pts| to_us(pts, scale) >= start_us).min();
+            if let Some(target) = target.filter(|&target| target > first_pts) {
+                let (samples, record) = reencode_head(kept, target, &moov, track.track_id, encoder)?;
+                kept = samples;
+                head = Some((record, track.track_id));
+                span.0 = to_us(target, scale);
+            }
+            span.1 = span.1.min(end_us.max(span.0 + 1));
+        }
+        track.samples = kept;
         span
     };
     if span_end_us <= span_start_us {
@@ -248,12 +304,18 @@ pub fn cut(init: &Bytes, segments: &[SourceSegment], start_ms: i64, end_ms: i64)
     tracks.retain(|t| !t.samples.is_empty());
 
     let duration_us = span_end_us - span_start_us;
-    let first_picture = first_picture(&moov, &tracks);
+    let head_record = head;
+    let first_picture = first_picture(&moov, &tracks, head_record.as_ref());
     let fragments = fragments(&tracks, primary_id(&tracks))?;
-    let mp4 = progressive(&moov, &tracks, span_start_us, duration_us, &to_us)?;
+    // The recording's init, or with the head's parameter sets added.
+    let clip_init = match &head_record {
+        Some(record) => head_init(init, &moov, record)?,
+        None => init.clone(),
+    };
+    let mp4 = progressive(&moov, &tracks, span_start_us, duration_us, &to_us, head_record.as_ref())?;
     Ok(Clip {
         mp4,
-        init: init.clone(),
+        init: clip_init,
         fragments,
         start_ms: (span_start_us / 1000) as i64,
         duration_ms: (duration_us / 1000) as i64,
@@ -262,8 +324,12 @@ pub fn cut(init: &Bytes, segments: &[SourceSegment], start_ms: i64, end_ms: i64)
 }
 
 /// The video track's decoder configuration record and first (key) picture.
-fn first_picture(moov: &Moov, tracks: &[TrackSamples]) -> Option<(Bytes, Bytes)> {
+fn first_picture(moov: &Moov, tracks: &[TrackSamples], head: Option<&(Bytes, u32)>) -> Option<(Bytes, Bytes)> {
     let video = tracks.iter().find(|t| t.is_video)?;
+    let first = video.samples.first()?;
+    if first.description == 1 {
+        return Some((head?.0.clone(), first.data.clone()));
+    }
     let trak = moov.trak.iter().find(|t| t.tkhd.track_id == video.track_id)?;
     let avcc = trak.mdia.minf.stbl.stsd.codecs.iter().find_map(|codec| match codec {
         mp4_atom::Codec::Avc1(avc1) => Some(&avc1.avcc),
@@ -276,20 +342,191 @@ fn first_picture(moov: &Moov, tracks: &[TrackSamples]) -> Option<(Bytes, Bytes)>
     Some((record, video.samples.first()?.data.clone()))
 }
 
+/// The decoder configuration record of track `track_id` in `moov` (its `avcC` box's body).
+fn source_record(moov: &Moov, track_id: u32) -> Option<Bytes> {
+    let trak = moov.trak.iter().find(|t| t.tkhd.track_id == track_id)?;
+    let avcc = trak.mdia.minf.stbl.stsd.codecs.iter().find_map(|codec| match codec {
+        mp4_atom::Codec::Avc1(avc1) => Some(&avc1.avcc),
+        _ => None,
+    })?;
+    let mut boxed = BytesMut::new();
+    avcc.encode(&mut boxed).ok()?;
+    Some(boxed.freeze().slice(8..))
+}
+
+fn avcc_of(record: &Bytes) -> Result<mp4_atom::Avcc, ClipError> {
+    let config = aether_media::avc::AvcConfig::parse(record.clone())
+        .map_err(|_| ClipError::Reencode("the encoder's configuration does not parse".into()))?;
+    Ok(mp4_atom::Avcc {
+        configuration_version: 1,
+        avc_profile_indication: config.profile,
+        profile_compatibility: config.compatibility,
+        avc_level_indication: config.level,
+        length_size: config.length_size,
+        sequence_parameter_sets: config.sps.iter().map(|b| b.to_vec()).collect(),
+        picture_parameter_sets: config.pps.iter().map(|b| b.to_vec()).collect(),
+        ext: None,
+    })
+}
+
+/// The sample entry of the re-encoded pictures: the source's, with the encoder's `avcC`.
+fn head_entry(moov: &Moov, track_id: u32, record: &Bytes) -> Result<mp4_atom::Codec, ClipError> {
+    let trak = moov.trak.iter().find(|t| t.tkhd.track_id == track_id).ok_or(ClipError::Malformed("no video track"))?;
+    let source = trak
+        .mdia
+        .minf
+        .stbl
+        .stsd
+        .codecs
+        .iter()
+        .find_map(|codec| match codec {
+            mp4_atom::Codec::Avc1(avc1) => Some(avc1.clone()),
+            _ => None,
+        })
+        .ok_or(ClipError::Malformed("the video track is not H.264"))?;
+    Ok(mp4_atom::Codec::Avc1(mp4_atom::Avc1 { avcc: avcc_of(record)?, ..source }))
+}
+
+/// The init segment of the re-encoded pictures: the recording's, with the encoder's `avcC`.
+fn head_init(init: &Bytes, moov: &Moov, (record, track_id): &(Bytes, u32)) -> Result<Bytes, ClipError> {
+    let mut moov = moov.clone();
+    let entry = head_entry(&moov, *track_id, record)?;
+    for trak in moov.trak.iter_mut().filter(|t| t.tkhd.track_id == *track_id) {
+        trak.mdia.minf.stbl.stsd.codecs = vec![entry.clone()];
+    }
+    let mut out = BytesMut::new();
+    for found in boxes(init) {
+        let (kind, start, size) = found?;
+        if kind == FourCC::new(b"ftyp") {
+            out.extend_from_slice(&init[start..start + size]);
+        }
+    }
+    moov.encode(&mut out)?;
+    Ok(out.freeze())
+}
+
+/// Replaces the GOP the clip starts in with its pictures from `target` on, re-encoded.
+fn reencode_head(
+    kept: Vec<RawSample>,
+    target: i64,
+    moov: &Moov,
+    track_id: u32,
+    encoder: HeadEncoder<'_>,
+) -> Result<(Vec<RawSample>, Bytes), ClipError> {
+    let record = source_record(moov, track_id).ok_or(ClipError::Malformed("the video track has no avcC"))?;
+    let next_key = kept.iter().skip(1).position(|s| s.sync).map_or(kept.len(), |i| i + 1);
+    let pictures: Vec<HeadPicture> = kept[..next_key]
+        .iter()
+        .map(|s| HeadPicture { pts: s.pts(), dts: s.dts, keyframe: s.sync, data: s.data.clone() })
+        .collect();
+    // The re-encoded pictures use parameter sets of their own id, carried beside the source's in
+    // one decoder configuration: one sample entry, one init segment, no switch for players.
+    let source = aether_media::avc::AvcConfig::parse(record.clone())
+        .map_err(|_| ClipError::Malformed("the video track's avcC does not parse"))?;
+    let (sps_ids, pps_ids) = source.parameter_set_ids();
+    let id = sps_ids.iter().chain(&pps_ids).max().map_or(1, |max| max + 1);
+    if id > 31 {
+        return Err(ClipError::Reencode("no free parameter set id".into()));
+    }
+    let (new_record, encoded) = encoder(&record, &pictures, target, id).map_err(ClipError::Reencode)?;
+    if encoded.first().is_none_or(|(pts, key, _)| *pts != target || !key) {
+        return Err(ClipError::Reencode("the re-encoded GOP does not start with the asked picture".into()));
+    }
+    // The re-encoded pictures keep the source's reorder delay, so decode times stay in order
+    // where the copied pictures take over.
+    let delay = i64::from(kept[0].cts.max(0));
+    let following = kept.get(next_key).map(|s| s.dts);
+    let (segment, typical) = (kept[0].segment, kept[0].duration.max(1));
+    let mut samples = Vec::with_capacity(kept.len());
+    for (i, (pts, _, data)) in encoded.iter().enumerate() {
+        let dts = pts - delay;
+        let next = encoded.get(i + 1).map(|(p, ..)| p - delay).or(following).unwrap_or(dts + i64::from(typical));
+        samples.push(RawSample {
+            dts,
+            duration: (next - dts).max(1) as u32,
+            cts: delay as i32,
+            sync: i == 0,
+            data: data.clone(),
+            segment,
+            description: 1,
+        });
+    }
+    samples.extend(kept[next_key..].iter().cloned());
+    let head = aether_media::avc::AvcConfig::parse(new_record)
+        .map_err(|_| ClipError::Reencode("the encoder's configuration does not parse".into()))?;
+    if head.parameter_set_ids().0 != [id] {
+        return Err(ClipError::Reencode(format!("the encoder did not use parameter set id {id}")));
+    }
+    let merged = mp4_atom::Avcc {
+        sequence_parameter_sets: source.sps.iter().chain(&head.sps).map(|b| b.to_vec()).collect(),
+        picture_parameter_sets: source.pps.iter().chain(&head.pps).map(|b| b.to_vec()).collect(),
+        ..avcc_of(&record)?
+    };
+    let mut boxed = BytesMut::new();
+    merged.encode(&mut boxed)?;
+    Ok((samples, boxed.freeze().slice(8..)))
+}
+
 fn primary_id(tracks: &[TrackSamples]) -> u32 {
     tracks.iter().find(|t| t.is_video).or(tracks.first()).map_or(0, |t| t.track_id)
 }
 
-/// One CMAF fragment per source segment, keeping the recording's decode times.
+/// How samples fall into groups: a group is a source segment, except that the segment a
+/// precise clip's re-encoded head lies in is split where the copied pictures take over. Chunks of
+/// the MP4 and fragments of the HLS rendition follow the groups.
+struct Grouping {
+    head_segment: Option<usize>,
+    /// Seconds (of the media clock) where the copied pictures begin in the head segment.
+    boundary_secs: Option<f64>,
+}
+
+impl Grouping {
+    fn of(tracks: &[TrackSamples]) -> Grouping {
+        let Some(video) = tracks.iter().find(|t| t.is_video) else {
+            return Grouping { head_segment: None, boundary_secs: None };
+        };
+        let head_segment = video.samples.first().filter(|s| s.description == 1).map(|s| s.segment);
+        let boundary_secs = head_segment.and_then(|segment| {
+            video
+                .samples
+                .iter()
+                .find(|s| s.segment == segment && s.description == 0)
+                .map(|s| s.dts as f64 / f64::from(video.timescale))
+        });
+        Grouping { head_segment, boundary_secs }
+    }
+
+    /// (segment, description) of a sample of a track with `timescale`.
+    fn key(&self, timescale: u32, sample: &RawSample) -> (usize, u32) {
+        if self.head_segment != Some(sample.segment) {
+            return (sample.segment, 0);
+        }
+        match self.boundary_secs {
+            Some(boundary) if sample.dts as f64 / f64::from(timescale) >= boundary => (sample.segment, 0),
+            _ => (sample.segment, 1),
+        }
+    }
+
+    /// Every group, in order (a re-encoded head before the copied rest of its segment).
+    fn all(&self, tracks: &[TrackSamples]) -> Vec<(usize, u32)> {
+        let mut keys: Vec<(usize, u32)> =
+            tracks.iter().flat_map(|t| t.samples.iter().map(|s| self.key(t.timescale, s))).collect();
+        keys.sort_unstable_by_key(|&(segment, description)| (segment, 1 - description));
+        keys.dedup();
+        keys
+    }
+}
+
+/// One CMAF fragment per group, keeping the recording's decode times.
 fn fragments(tracks: &[TrackSamples], primary: u32) -> Result<Vec<ClipFragment>, ClipError> {
-    let last = tracks.iter().flat_map(|t| t.samples.last()).map(|s| s.segment).max().unwrap_or(0);
-    let first = tracks.iter().flat_map(|t| t.samples.first()).map(|s| s.segment).min().unwrap_or(0);
+    let grouping = Grouping::of(tracks);
     let mut out = Vec::new();
-    for segment in first..=last {
+    for group in grouping.all(tracks) {
+        let in_group = |track: &TrackSamples, s: &RawSample| grouping.key(track.timescale, s) == group;
         let runs: Vec<TrackRun> = tracks
             .iter()
             .filter_map(|track| {
-                let samples: Vec<&RawSample> = track.samples.iter().filter(|s| s.segment == segment).collect();
+                let samples: Vec<&RawSample> = track.samples.iter().filter(|s| in_group(track, s)).collect();
                 let base = samples.first()?.dts;
                 Some(TrackRun {
                     track_id: track.track_id,
@@ -313,11 +550,12 @@ fn fragments(tracks: &[TrackSamples], primary: u32) -> Result<Vec<ClipFragment>,
             .iter()
             .find(|t| t.track_id == primary)
             .map(|t| {
-                let ticks: i64 = t.samples.iter().filter(|s| s.segment == segment).map(|s| i64::from(s.duration)).sum();
+                let ticks: i64 = t.samples.iter().filter(|s| in_group(t, s)).map(|s| i64::from(s.duration)).sum();
                 ticks * 1000 / i64::from(t.timescale)
             })
             .unwrap_or(0);
-        out.push(ClipFragment { data: cmaf::fragment(out.len() as u32 + 1, &runs)?, duration_ms });
+        let data = cmaf::fragment(out.len() as u32 + 1, &runs)?;
+        out.push(ClipFragment { data, duration_ms });
     }
     Ok(out)
 }
@@ -344,26 +582,27 @@ fn progressive(
     span_start_us: i128,
     duration_us: i128,
     to_us: &dyn Fn(i64, u32) -> i128,
+    head: Option<&(Bytes, u32)>,
 ) -> Result<Vec<Bytes>, ClipError> {
-    // Chunk layout: for each segment, for each track, the samples of that track in that segment.
+    // Chunk layout: for each group, for each track, the samples of that track in that group.
+    let grouping = Grouping::of(tracks);
     let mut chunks: Vec<(usize, usize, usize)> = Vec::new(); // (track, first sample, count)
-    let segments: Vec<usize> = {
-        let mut all: Vec<usize> = tracks.iter().flat_map(|t| t.samples.iter().map(|s| s.segment)).collect();
-        all.sort_unstable();
-        all.dedup();
-        all
-    };
     let mut cursor = vec![0usize; tracks.len()];
-    for segment in &segments {
+    for group in grouping.all(tracks) {
         for (index, track) in tracks.iter().enumerate() {
             let start = cursor[index];
-            let count = track.samples[start..].iter().take_while(|s| s.segment == *segment).count();
+            let count = track.samples[start..].iter().take_while(|s| grouping.key(track.timescale, s) == group).count();
             if count > 0 {
                 chunks.push((index, start, count));
                 cursor[index] += count;
             }
         }
     }
+    // A re-encoded head is described by a second sample entry.
+    let head_entry = match head {
+        Some((record, track_id)) => Some((*track_id, head_entry(init_moov, *track_id, record)?)),
+        None => None,
+    };
     let payload: u64 = tracks.iter().flat_map(|t| &t.samples).map(|s| s.data.len() as u64).sum();
     let large = payload > u64::from(u32::MAX) - (1 << 20);
     let movie_duration = (duration_us * i128::from(MOVIE_TIMESCALE) / 1_000_000) as u64;
@@ -418,6 +657,10 @@ fn progressive(
             };
             let mine: Vec<(usize, &(usize, usize, usize))> =
                 chunks.iter().enumerate().filter(|(_, (t, _, _))| *t == index).collect();
+            if let Some((_, entry)) = head_entry.as_ref().filter(|(id, _)| *id == track.track_id) {
+                // The source's parameter sets and the re-encoded head's, in one entry.
+                stbl.stsd.codecs = vec![entry.clone()];
+            }
             let mut stsc: Vec<StscEntry> = Vec::new();
             for (number, (_, (_, _, count))) in mine.iter().enumerate() {
                 if stsc.last().is_none_or(|last| last.samples_per_chunk != *count as u32) {
@@ -560,7 +803,7 @@ mod tests {
     #[test]
     fn a_copy_clip_starts_at_the_keyframe_before_the_start_and_ends_at_the_asked_end() {
         let (init, segments) = recording(10);
-        let clip = cut(&init, &segments[2..8], 2500, 6500).unwrap();
+        let clip = cut(&init, &segments[2..8], 2500, 6500, None).unwrap();
         assert_eq!(clip.start_ms, 2033, "the keyframe at 2 s, shown one frame after its decode time");
         let (record, picture) = clip.first_picture.as_ref().expect("the first picture");
         assert_eq!(&picture[..], b"v60");
@@ -603,9 +846,9 @@ mod tests {
     #[test]
     fn a_clip_does_not_depend_on_how_long_the_recording_is() {
         let (init, segments) = recording(30);
-        let short = cut(&init, &segments[10..16], 10_000, 15_000).unwrap();
+        let short = cut(&init, &segments[10..16], 10_000, 15_000, None).unwrap();
         let (init2, segments2) = recording(12);
-        let long = cut(&init2, &segments2[10..12], 10_000, 11_000).unwrap();
+        let long = cut(&init2, &segments2[10..12], 10_000, 11_000, None).unwrap();
         assert_eq!(short.start_ms, 10_033);
         assert_eq!(long.start_ms, 10_033);
         assert!(short.duration_ms > long.duration_ms);
@@ -614,7 +857,7 @@ mod tests {
     #[test]
     fn the_clip_fragments_parse_back_to_the_same_samples() {
         let (init, segments) = recording(4);
-        let clip = cut(&init, &segments, 0, 4000).unwrap();
+        let clip = cut(&init, &segments, 0, 4000, None).unwrap();
         assert!((3900..=4000).contains(&clip.duration_ms), "{}", clip.duration_ms);
         let mut tracks = vec![
             TrackSamples { track_id: VIDEO_TRACK_ID, timescale: 90_000, is_video: true, samples: vec![] },
@@ -628,15 +871,113 @@ mod tests {
         assert!(tracks[1].samples.len() >= 90);
     }
 
+    /// Stands in for GStreamer: "re-encodes" by relabelling the pictures shown from `from` on.
+    fn fake_encoder(_record: &Bytes, gop: &[HeadPicture], from: i64, id: u32) -> Result<ReencodedHead, String> {
+        let mut shown: Vec<&HeadPicture> = gop.iter().filter(|p| p.pts >= from).collect();
+        shown.sort_by_key(|p| p.pts);
+        let pictures = shown
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.pts, i == 0, Bytes::from(format!("r{}", p.pts).into_bytes())))
+            .collect();
+        // A baseline 1280x720 SPS and a PPS with id `id`, as an encoder would make them.
+        let mut sps = Bits::default();
+        sps.byte(0x67).byte(66).byte(0xc0).byte(31);
+        sps.ue(id).ue(0).ue(2).ue(1).bit(0).ue(79).ue(44).bit(1).bit(1).bit(0).bit(0);
+        let mut pps = Bits::default();
+        pps.byte(0x68).ue(id).ue(id).bit(0).bit(0).ue(0).ue(0).ue(0).bit(0).bit(0).bit(0);
+        pps.ue(0).ue(0).ue(0).bit(1).bit(0).bit(0);
+        let (sps, pps) = (sps.finish(), pps.finish());
+        let mut record = vec![1, 66, 0xc0, 31, 0xff, 0xe1, 0, sps.len() as u8];
+        record.extend(&sps);
+        record.extend([1, 0, pps.len() as u8]);
+        record.extend(&pps);
+        Ok((Bytes::from(record), pictures))
+    }
+
+    /// A bit writer for hand-made parameter sets.
+    #[derive(Default)]
+    struct Bits {
+        bits: Vec<u8>,
+    }
+
+    impl Bits {
+        fn bit(&mut self, bit: u8) -> &mut Self {
+            self.bits.push(bit);
+            self
+        }
+
+        fn byte(&mut self, byte: u8) -> &mut Self {
+            for i in (0..8).rev() {
+                self.bit((byte >> i) & 1);
+            }
+            self
+        }
+
+        /// Exp-Golomb.
+        fn ue(&mut self, value: u32) -> &mut Self {
+            let coded = value + 1;
+            let width = 32 - coded.leading_zeros();
+            for _ in 1..width {
+                self.bit(0);
+            }
+            for i in (0..width).rev() {
+                self.bit(((coded >> i) & 1) as u8);
+            }
+            self
+        }
+
+        /// With the stop bit, padded to whole bytes.
+        fn finish(&mut self) -> Vec<u8> {
+            self.bit(1);
+            while !self.bits.len().is_multiple_of(8) {
+                self.bit(0);
+            }
+            self.bits.chunks(8).map(|byte| byte.iter().fold(0, |acc, b| acc << 1 | b)).collect()
+        }
+    }
+
+    #[test]
+    fn a_precise_clip_starts_on_the_asked_picture_and_ends_on_time() {
+        let (init, segments) = recording(10);
+        let clip = cut(&init, &segments[2..8], 2500, 6500, Some(&fake_encoder)).unwrap();
+        assert_eq!(clip.start_ms, 2500, "the picture shown at 2.5 s");
+        assert_eq!(clip.duration_ms, 4000, "exactly to 6.5 s");
+        let mp4 = concat(&clip.mp4);
+        let mut reader = Cursor::new(&mp4[..]);
+        let _ = mp4_atom::Any::decode(&mut reader).unwrap();
+        let Ok(mp4_atom::Any::Moov(moov)) = mp4_atom::Any::decode(&mut reader) else { panic!("moov") };
+        assert_eq!(moov.mvhd.duration, 4000);
+        let video = moov.trak.iter().find(|t| t.tkhd.track_id == VIDEO_TRACK_ID).unwrap();
+        let stbl = &video.mdia.minf.stbl;
+        assert_eq!(stbl.stsd.codecs.len(), 1, "one sample entry");
+        let mp4_atom::Codec::Avc1(avc1) = &stbl.stsd.codecs[0] else { panic!("avc1") };
+        assert_eq!(avc1.avcc.sequence_parameter_sets.len(), 2, "the source's SPS and the head's");
+        let first = stbl.stco.as_ref().unwrap().entries[0] as usize;
+        assert_eq!(&mp4[first..first + 8], b"r1125000", "the first sample is the re-encoded picture shown at 2.5 s");
+        // Decode times never go back where the copied pictures take over.
+        let mut dts = 0u64;
+        let mut last = None;
+        for entry in &stbl.stts.entries {
+            for _ in 0..entry.sample_count {
+                if let Some(last) = last {
+                    assert!(dts > last);
+                }
+                last = Some(dts);
+                dts += u64::from(entry.sample_delta);
+            }
+        }
+    }
+
     #[test]
     fn garbage_and_empty_ranges_are_errors_not_panics() {
         let (init, segments) = recording(3);
-        assert!(cut(&init, &[], 0, 1000).is_err());
+        assert!(cut(&init, &[], 0, 1000, None).is_err());
         let junk = SourceSegment { start_ms: 0, data: Bytes::from_static(b"\x00\x00\x00\x10moofjunkjunk") };
-        assert!(cut(&init, &[junk], 0, 1000).is_err());
+        assert!(cut(&init, &[junk], 0, 1000, None).is_err());
         let truncated = SourceSegment { start_ms: 0, data: segments[0].data.slice(..segments[0].data.len() / 2 + 5) };
-        assert!(cut(&init, &[truncated], 0, 1000).is_err());
-        assert!(cut(&Bytes::from_static(b"nonsense"), &segments, 0, 1000).is_err());
-        assert!(matches!(cut(&init, &segments, 5000, 6000), Err(ClipError::Empty) | Ok(_)));
+        assert!(cut(&init, &[truncated], 0, 1000, None).is_err());
+        assert!(cut(&Bytes::from_static(b"nonsense"), &segments, 0, 1000, None).is_err());
+        assert!(matches!(cut(&init, &segments, 5000, 6000, None), Err(ClipError::Empty) | Ok(_)));
     }
 }
