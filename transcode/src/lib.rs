@@ -56,6 +56,16 @@ pub enum TranscodeError {
     Pipeline(String),
 }
 
+/// Caps of H.264 as AVC access units (length-prefixed NAL units) with their decoder
+/// configuration record.
+pub(crate) fn avc_caps(record: &Bytes) -> gst::Caps {
+    gst::Caps::builder("video/x-h264")
+        .field("stream-format", "avc")
+        .field("alignment", "au")
+        .field("codec_data", gst::Buffer::from_slice(record.clone()))
+        .build()
+}
+
 /// Initializes GStreamer once and lists the ladder's elements that are not installed.
 pub fn missing_elements() -> Result<Vec<&'static str>, TranscodeError> {
     gst::init().map_err(|e| TranscodeError::Init(e.to_string()))?;
@@ -143,12 +153,7 @@ impl Transcoder {
         let appsrc = by_name("src")?
             .downcast::<gst_app::AppSrc>()
             .map_err(|_| TranscodeError::Pipeline("src is not an appsrc".into()))?;
-        let caps = gst::Caps::builder("video/x-h264")
-            .field("stream-format", "avc")
-            .field("alignment", "au")
-            .field("codec_data", gst::Buffer::from_slice(source.record.clone()))
-            .build();
-        appsrc.set_caps(Some(&caps));
+        appsrc.set_caps(Some(&avc_caps(&source.record)));
         appsrc.set_format(gst::Format::Time);
         appsrc.set_is_live(true);
         // Never block the caller: the level is watched instead (overload).
@@ -244,11 +249,7 @@ impl Transcoder {
     /// Takes a new source configuration (the publisher's encoder restarted): the decoder
     /// renegotiates; the rungs keep their sizes.
     pub fn reconfigure(&mut self, source: &AvcConfig) {
-        let caps = gst::Caps::builder("video/x-h264")
-            .field("stream-format", "avc")
-            .field("alignment", "au")
-            .field("codec_data", gst::Buffer::from_slice(source.record.clone()))
-            .build();
+        let caps = avc_caps(&source.record);
         if self.source.caps().as_ref() != Some(&caps) {
             self.source.set_caps(Some(&caps));
         }
