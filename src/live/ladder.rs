@@ -35,11 +35,8 @@ pub struct LiveLadder {
     thumbnails: u32,
     /// The broadcast is recorded: its VOD gets a thumbnail too.
     recorded: bool,
-}
-
-/// What the packaging task should do after a ladder output.
-pub struct Handled {
-    pub recorded: Vec<Item>,
+    /// The source packager's clock anchor, once it has one (it never changes after).
+    anchor: Option<(i64, i64)>,
 }
 
 impl LiveLadder {
@@ -70,6 +67,7 @@ impl LiveLadder {
                     audio_config: None,
                     thumbnails: 0,
                     recorded,
+                    anchor: None,
                 })
             }
             Err(error) => {
@@ -87,6 +85,7 @@ impl LiveLadder {
     /// Feeds a source event (after the source rendition has it). Returns what the rungs'
     /// packagers produced that must be recorded.
     pub fn on_source(&mut self, stream: &LiveStream, event: &StreamEvent) -> Vec<Item> {
+        let anchor = self.anchor(stream);
         let mut recorded = Vec::new();
         match event {
             StreamEvent::Frame(frame) if frame.track == Track::Video => {
@@ -103,14 +102,14 @@ impl LiveLadder {
                 self.audio_config = Some(event.clone());
                 for (index, feed) in self.feeds.iter().enumerate() {
                     if feed.started {
-                        recorded.extend(push(stream, index, event.clone()));
+                        recorded.extend(push(stream, anchor, index, event.clone()));
                     }
                 }
             }
             StreamEvent::Frame(frame) => {
                 for index in 0..self.feeds.len() {
                     if self.feeds[index].started {
-                        recorded.extend(push(stream, index, StreamEvent::Frame(frame.clone())));
+                        recorded.extend(push(stream, anchor, index, StreamEvent::Frame(frame.clone())));
                     } else {
                         let held = &mut self.feeds[index].held_audio;
                         held.push_back(frame.clone());
@@ -125,11 +124,12 @@ impl LiveLadder {
     }
 
     /// Takes one transcoder output into the rungs' packagers (or the stream's thumbnail).
-    pub fn on_output(&mut self, state: &AppState, stream: &LiveStream, output: Output) -> Handled {
+    pub fn on_output(&mut self, state: &AppState, stream: &LiveStream, output: Output) -> Vec<Item> {
+        let anchor = self.anchor(stream);
         let mut recorded = Vec::new();
         match output {
             Output::Config { rung, config } => {
-                recorded.extend(push(stream, rung, StreamEvent::VideoConfig(config)));
+                recorded.extend(push(stream, anchor, rung, StreamEvent::VideoConfig(config)));
             }
             Output::Frame { rung, frame } => {
                 if let Some(feed) = self.feeds.get_mut(rung)
@@ -138,15 +138,15 @@ impl LiveLadder {
                     // The rung's first picture: now its audio may follow, from the same time on.
                     feed.started = true;
                     let held: Vec<MediaFrame> = feed.held_audio.drain(..).collect();
-                    recorded.extend(push(stream, rung, StreamEvent::Frame(frame.clone())));
+                    recorded.extend(push(stream, anchor, rung, StreamEvent::Frame(frame.clone())));
                     if let Some(config) = &self.audio_config {
-                        recorded.extend(push(stream, rung, config.clone()));
+                        recorded.extend(push(stream, anchor, rung, config.clone()));
                     }
                     for audio in held.into_iter().filter(|audio| audio.dts >= frame.dts) {
-                        recorded.extend(push(stream, rung, StreamEvent::Frame(audio)));
+                        recorded.extend(push(stream, anchor, rung, StreamEvent::Frame(audio)));
                     }
                 } else {
-                    recorded.extend(push(stream, rung, StreamEvent::Frame(frame)));
+                    recorded.extend(push(stream, anchor, rung, StreamEvent::Frame(frame)));
                 }
             }
             Output::Thumbnail(jpeg) => self.thumbnail(state, stream, jpeg),
@@ -169,7 +169,15 @@ impl LiveLadder {
                 self.transcoder = None;
             }
         }
-        Handled { recorded }
+        recorded
+    }
+
+    /// The source's clock anchor: read from its packager until it has one, then kept.
+    fn anchor(&mut self, stream: &LiveStream) -> Option<(i64, i64)> {
+        if self.anchor.is_none() {
+            self.anchor = stream.source.packager().clock_anchor();
+        }
+        self.anchor
     }
 
     /// Keeps the latest thumbnail on the stream and in storage: as the channel's preview, and
@@ -199,7 +207,7 @@ impl LiveLadder {
         }
         let mut recorded = Vec::new();
         while let Ok(output) = self.outputs.try_recv() {
-            recorded.extend(self.on_output(state, stream, output).recorded);
+            recorded.extend(self.on_output(state, stream, output));
         }
         for rendition in stream.ladder.get().into_iter().flatten() {
             let mut packager = rendition.packager();
@@ -216,13 +224,12 @@ pub fn preview_key(channel: &str) -> String {
     format!("thumbnails/channels/{channel}.jpg")
 }
 
-/// Pushes an event into rung `index`'s packager, stamped on the source's clock.
-fn push(stream: &LiveStream, index: usize, event: StreamEvent) -> Vec<Item> {
+/// Pushes an event into rung `index`'s packager, stamped on the source's clock (`anchor`).
+fn push(stream: &LiveStream, anchor: Option<(i64, i64)>, index: usize, event: StreamEvent) -> Vec<Item> {
     let Some(rendition) = stream.ladder.get().and_then(|rungs| rungs.get(index)) else { return Vec::new() };
     if rendition.is_dropped() {
         return Vec::new();
     }
-    let anchor = stream.source.packager().clock_anchor();
     let wall = match (&event, anchor) {
         (StreamEvent::Frame(frame), Some((dts, wall))) => wall + (frame.dts - dts) * 1000 / i64::from(TIMEBASE),
         _ => now_ms(),

@@ -99,9 +99,9 @@ async fn package(state: AppState, stream: Arc<LiveStream>, mut events: mpsc::Rec
             Next::Source(None) => break,
             Next::Ladder(output) => {
                 if let Some(ladder) = &mut ladder {
-                    let handled = ladder.on_output(&state, &stream, output);
+                    let recorded = ladder.on_output(&state, &stream, output);
                     if let Some(recorder) = &recorder {
-                        recorder.record(handled.recorded).await;
+                        recorder.record(recorded).await;
                     }
                 }
                 continue;
@@ -118,18 +118,19 @@ async fn package(state: AppState, stream: Arc<LiveStream>, mut events: mpsc::Rec
         {
             ladder = LiveLadder::start(&state, &stream, config, recorder.is_some());
         }
-        let (result, stats, mut recorded) = {
-            let mut packager = stream.source.packager();
-            let result = packager.push(event.clone(), now_ms());
-            let recorded = match (&result, &recorder) {
-                (Ok(produced), Some(_)) => record::items(&stream.source.name, &packager, produced),
-                _ => Vec::new(),
-            };
-            (result, packager.stats(), recorded)
+        // The ladder sees the event first (a look), so that the source packager can take it.
+        let mut recorded = match &mut ladder {
+            Some(ladder) => ladder.on_source(&stream, &event),
+            None => Vec::new(),
         };
-        if let Some(ladder) = &mut ladder {
-            recorded.extend(ladder.on_source(&stream, &event));
-        }
+        let (result, stats) = {
+            let mut packager = stream.source.packager();
+            let result = packager.push(event, now_ms());
+            if let (Ok(produced), Some(_)) = (&result, &recorder) {
+                recorded.extend(record::items(&stream.source.name, &packager, produced));
+            }
+            (result, packager.stats())
+        };
         if let Some(recorder) = &recorder {
             recorder.record(recorded).await;
         }
