@@ -5,6 +5,7 @@
 #   scripts/install-deps.sh bench  that, plus the peers benchmarks run beside Aether (nginx-rtmp)
 # The Rust toolchain itself (1.95, see rust-toolchain in Cargo.toml) is not installed here.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 profile="${1:-run}"
 
@@ -12,7 +13,8 @@ profile="${1:-run}"
 run_packages=(ca-certificates pkg-config
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav)
-test_packages=(postgresql ffmpeg redis-server)
+# Chromium drives the web UI's browser tests (playwright-core uses this build, never its own).
+test_packages=(postgresql ffmpeg redis-server chromium)
 bench_packages=(nginx libnginx-mod-rtmp)
 
 packages=("${run_packages[@]}")
@@ -26,6 +28,11 @@ esac
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is not installed: Aether needs Rust 1.95 or newer (https://rustup.rs)." >&2
   exit 1
+fi
+
+# Node.js builds the web pages (web/, Vite); the binary embeds them. Debian's own when absent.
+if ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
 fi
 
 missing=()
@@ -51,4 +58,11 @@ fi
 if [ "$profile" != run ] && ! command -v s3s-fs >/dev/null 2>&1; then
   echo "installing: s3s-fs (cargo install)"
   cargo install s3s-fs@0.14.1 --features binary --locked --quiet
+fi
+
+# The web UI's packages (Vite, TypeScript, hls.js; playwright-core for the browser tests), exactly
+# as package-lock.json pins them, from the npm registry. Re-run when the lock file changes.
+if [ ! -f web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+  echo "installing: web/ npm packages (npm ci)"
+  (cd web && npm ci --no-audit --no-fund --loglevel=error)
 fi

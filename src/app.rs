@@ -42,6 +42,8 @@ struct Inner {
     clip_jobs: crate::clips::ClipJobs,
     /// GStreamer and the ladder's elements are present.
     transcoding: bool,
+    /// The port RTMP ingest listens on (the configured one, or the one picked for port 0).
+    rtmp_port: u16,
     chat_connections: Arc<ConnectionCounts>,
     /// Cancelled when the server starts shutting down; long-lived connections watch it.
     stopping: CancellationToken,
@@ -87,6 +89,10 @@ impl AppState {
 
     pub fn transcoding_available(&self) -> bool {
         self.inner.transcoding
+    }
+
+    pub fn rtmp_port(&self) -> u16 {
+        self.inner.rtmp_port
     }
 
     pub fn clip_jobs(&self) -> &crate::clips::ClipJobs {
@@ -169,6 +175,7 @@ impl App {
             archive,
             clip_jobs: crate::clips::ClipJobs::new(config.clips.queue),
             transcoding,
+            rtmp_port: rtmp.local_addr().context("the RTMP listener's address")?.port(),
             hub,
             chat_connections: Arc::default(),
             stopping,

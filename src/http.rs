@@ -10,7 +10,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::{auth, channels, chat, clips, live, ops, telemetry, vod};
+use crate::{auth, channels, chat, clips, live, ops, telemetry, vod, web};
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config().http.body_limit_bytes;
@@ -22,6 +22,7 @@ pub fn router(state: AppState) -> Router {
         .merge(live::router())
         .merge(vod::router())
         .merge(clips::router())
+        .merge(web::router())
         .route("/setup", get(setup_page))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

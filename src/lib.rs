@@ -16,3 +16,4 @@ pub mod live;
 pub mod ops;
 pub mod telemetry;
 pub mod vod;
+pub mod web;

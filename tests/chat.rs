@@ -161,9 +161,16 @@ async fn moderation_is_for_the_owner_moderators_and_admins_and_bans_persist(back
     let mut owner_ws = Ws::connect(&app, Some(&owner)).await;
     let mut carol_ws = Ws::connect(&app, Some(&carol)).await;
     let mut troll_ws = Ws::connect(&app, Some(&troll)).await;
+    let mut you = Vec::new();
     for ws in [&mut owner_ws, &mut carol_ws, &mut troll_ws] {
-        ws.join("olga_tv").await;
+        you.push(ws.join("olga_tv").await["you"].clone());
     }
+    // `joined` tells each signed-in member who they are in the room (the web UI's menus).
+    assert_eq!(you[0], json!({"name": "olga", "badges": ["broadcaster"], "moderator": true}));
+    assert_eq!(you[1], json!({"name": "carol", "badges": ["moderator"], "moderator": true}));
+    assert_eq!(you[2], json!({"name": "troll", "badges": [], "moderator": false}));
+    let mut anonymous = Ws::connect(&app, None).await;
+    assert!(anonymous.join("olga_tv").await.get("you").is_none());
     let spam = troll_ws.say("olga_tv", "buy followers").await;
     troll_ws.send(json!({"type": "timeout", "room": "olga_tv", "user": "carol", "seconds": 60})).await;
     assert_eq!(troll_ws.next("error").await["code"], "forbidden");

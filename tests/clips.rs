@@ -151,6 +151,9 @@ async fn clips_from_live_and_vod(app: TestApp) {
     // Listed on the channel; deleted by its creator, with its objects.
     let (_, listed) = app.get("/api/v1/channels/clip_tv/clips", None).await;
     assert_eq!(listed["clips"].as_array().map(Vec::len), Some(3), "{listed}");
+    let (_, recent) = app.get("/api/v1/clips?limit=2", None).await;
+    assert_eq!(recent["clips"].as_array().map(Vec::len), Some(2), "every channel's clips, newest first: {recent}");
+    assert_eq!(recent["clips"][0]["id"], listed["clips"][0]["id"]);
     let path = format!("/api/v1/clips/{id}");
     let stranger = app.signup("stranger").await;
     assert_eq!(app.send(reqwest::Method::DELETE, &path, Some(&stranger), Value::Null).await.0, 403);

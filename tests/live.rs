@@ -161,9 +161,20 @@ async fn a_wrong_key_and_a_second_publisher_are_refused() {
     assert!(!ok, "a wrong key is refused");
     let (_, channel) = app.get("/api/v1/channels/solo_live", None).await;
     assert_eq!(channel["live"], false);
+    assert!(channel.get("stream").is_none(), "{channel}");
 
     let _first = Publisher::start(app.rtmp_addr, &key, 15);
     wait_live(&app, "solo_live").await;
+    // While live, the channel says what is received: the dashboard's bitrate and resolution.
+    let stream = eventually(Duration::from_secs(10), || async {
+        let (_, channel) = app.get("/api/v1/channels/solo_live", None).await;
+        (channel["stream"]["bitrate_kbps"].as_u64() > Some(100)).then(|| channel["stream"].clone())
+    })
+    .await
+    .expect("an ingest bitrate");
+    assert_eq!((stream["width"].as_u64(), stream["height"].as_u64()), (Some(640), Some(360)), "{stream}");
+    assert!(stream["started_at"].as_i64() > Some(0) && stream["renditions"][0] == "source", "{stream}");
+    assert!((stream["frame_rate"].as_f64().unwrap() - 30.0).abs() < 1.0, "{stream}");
     let started = Instant::now();
     let (ok, _) = Publisher::start(app.rtmp_addr, &key, 5).wait(Duration::from_secs(15));
     assert!(!ok, "a second publisher is refused");

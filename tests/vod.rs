@@ -113,6 +113,8 @@ async fn vod_lifecycle(backend: Backend, store: Store) {
     assert_eq!((status, body["title"].as_str()), (200, Some("Best run")), "{body}");
     let (_, listed) = app.get("/api/v1/channels/vod_tv/vods", None).await;
     assert_eq!(listed["vods"], json!([]), "{listed}");
+    let (_, listed) = app.get("/api/v1/vods", None).await;
+    assert_eq!(listed["vods"], json!([]), "not on the home page either: {listed}");
     let (seconds, _) = probe(&app.url(&playback), None);
     assert!((19.0..=21.5).contains(&seconds), "an unlisted VOD plays for anyone: {seconds} s");
     let (status, body) = app.patch(&path, Some(&other), json!({"title": "mine now"})).await;
@@ -122,6 +124,9 @@ async fn vod_lifecycle(backend: Backend, store: Store) {
     app.patch(&path, Some(&owner), json!({"visibility": "public"})).await;
     let (_, listed) = app.get("/api/v1/channels/vod_tv/vods", None).await;
     assert_eq!(listed["vods"][0]["id"], Value::from(id.clone()), "{listed}");
+    let (_, listed) = app.get("/api/v1/vods?limit=5", None).await;
+    assert_eq!(listed["vods"][0]["id"], Value::from(id.clone()), "every channel's public VODs: {listed}");
+    assert_eq!(app.get("/api/v1/vods?limit=0", None).await.0, 422);
 
     // Deleting removes the VOD and its stored objects.
     let session = stored_session(&app, &id).await;

@@ -126,8 +126,17 @@ pub fn msg(fields: MessageFields<'_>, nonce: Option<&str>) -> (Bytes, Option<Byt
     (shared, own)
 }
 
+/// The joining user as the room sees them (in `joined`, for signed-in members).
+#[derive(Debug, Serialize)]
+pub struct You<'a> {
+    pub name: &'a str,
+    pub badges: &'a [&'a str],
+    /// May delete, time out, ban and set slow mode here.
+    pub moderator: bool,
+}
+
 /// `joined` with the history (already serialized `msg` frames) spliced in as they are.
-pub fn joined(room: &str, history: &[Bytes], count: usize, recovered: Option<bool>) -> Bytes {
+pub fn joined(room: &str, history: &[Bytes], count: usize, recovered: Option<bool>, you: Option<You<'_>>) -> Bytes {
     let room = serde_json::to_string(room).expect("strings serialize");
     let mut out = Vec::with_capacity(64 + room.len() + history.iter().map(|m| m.len() + 1).sum::<usize>());
     out.extend_from_slice(b"{\"type\":\"joined\",\"room\":");
@@ -142,6 +151,10 @@ pub fn joined(room: &str, history: &[Bytes], count: usize, recovered: Option<boo
     out.extend_from_slice(format!("],\"presence\":{{\"count\":{count}}}").as_bytes());
     if let Some(recovered) = recovered {
         out.extend_from_slice(format!(",\"recovered\":{recovered}").as_bytes());
+    }
+    if let Some(you) = you {
+        out.extend_from_slice(b",\"you\":");
+        out.extend_from_slice(&serde_json::to_vec(&you).expect("plain fields serialize"));
     }
     out.push(b'}');
     Bytes::from(out)
@@ -219,12 +232,18 @@ mod tests {
             },
             None,
         );
-        let frame = joined("r", &[one.clone(), one], 3, Some(true));
+        let frame = joined("r", &[one.clone(), one], 3, Some(true), None);
         let value: serde_json::Value = serde_json::from_slice(&frame).unwrap();
         assert_eq!(value["history"].as_array().unwrap().len(), 2);
         assert_eq!(value["history"][0]["text"], "hi \"there\"");
         assert_eq!(value["presence"]["count"], 3);
         assert_eq!(value["recovered"], true);
+        assert!(value.get("you").is_none());
+        let you = You { name: "mod", badges: &["moderator"], moderator: true };
+        let frame = joined("r", &[], 1, None, Some(you));
+        let value: serde_json::Value = serde_json::from_slice(&frame).unwrap();
+        assert_eq!(value["you"], serde_json::json!({"name": "mod", "badges": ["moderator"], "moderator": true}));
+        assert!(value.get("recovered").is_none());
     }
 
     #[test]

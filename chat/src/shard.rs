@@ -433,8 +433,14 @@ impl Room {
             self.forget_user(&user.name);
         }
         self.empty_since = None;
-        let frame = protocol::joined(&self.name, &history, self.members.len() + self.remote_presence.0, recovered);
-        reply(&self.members[&conn], frame);
+        let member = &self.members[&conn];
+        let you = member.user.as_deref().map(|user| protocol::You {
+            name: &user.name,
+            badges: self.badges(user),
+            moderator: self.is_moderator(user),
+        });
+        let frame = protocol::joined(&self.name, &history, self.members.len() + self.remote_presence.0, recovered, you);
+        reply(member, frame);
     }
 
     fn forget_user(&mut self, name: &str) {

@@ -33,12 +33,34 @@ struct ChannelView {
     /// Whether broadcasts become VODs.
     record: bool,
     created_at: i64,
+    /// While live: what is being received and served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<StreamView>,
+}
+
+#[derive(Debug, Serialize)]
+struct StreamView {
+    started_at: i64,
+    bitrate_kbps: u64,
+    width: u32,
+    height: u32,
+    frame_rate: Option<f64>,
+    renditions: Vec<String>,
 }
 
 fn view(state: &AppState, channel: Channel) -> ChannelView {
     let live = state.live().status(&channel.name);
+    let stream = live.map(|live| StreamView {
+        started_at: live.started_at,
+        bitrate_kbps: (live.ingest.bitrate_bps / 1000.0).round() as u64,
+        width: live.ingest.width,
+        height: live.ingest.height,
+        frame_rate: live.ingest.frame_rate.map(|rate| (rate * 100.0).round() / 100.0),
+        renditions: live.renditions,
+    });
     ChannelView {
-        live: live.is_some(),
+        live: stream.is_some(),
+        stream,
         viewers: state.hub().viewers(&channel.name) as u64,
         name: channel.name,
         title: channel.title,

@@ -140,13 +140,16 @@ pub async fn find_by_row(db: &Db, row_id: i64) -> Result<Option<Clip>, sqlx::Err
     row.map(|row| clip_from_row(&row)).transpose()
 }
 
-/// A channel's ready clips, newest first.
-pub async fn list_for_channel(db: &Db, channel: ChannelId, limit: i64, offset: i64) -> Result<Vec<Clip>, sqlx::Error> {
+/// Ready clips, newest first: a channel's, or every channel's (`None`).
+pub async fn list(db: &Db, channel: Option<ChannelId>, limit: i64, offset: i64) -> Result<Vec<Clip>, sqlx::Error> {
     let sql = concat!(
         clip_select!(),
-        " WHERE k.channel_id = $1 AND k.status = 'ready' ORDER BY k.created_at DESC, k.id DESC LIMIT $2 OFFSET $3"
+        " WHERE ($1 = 0 OR k.channel_id = $1) AND k.status = 'ready' ORDER BY k.created_at DESC, k.id DESC \
+         LIMIT $2 OFFSET $3"
     );
-    let rows = sqlx::query(sql).bind(channel.0).bind(limit).bind(offset).fetch_all(db.pool()).await?;
+    // Row ids start at 1, so 0 stands for "any channel".
+    let channel = channel.map_or(0, |channel| channel.0);
+    let rows = sqlx::query(sql).bind(channel).bind(limit).bind(offset).fetch_all(db.pool()).await?;
     rows.iter().map(clip_from_row).collect()
 }
 

@@ -23,7 +23,7 @@ use crate::vod::http::{playlist_response, serve_object};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/clips", post(create))
+        .route("/api/v1/clips", post(create).get(recent))
         .route("/api/v1/clips/{id}", get(show).delete(remove))
         .route("/api/v1/channels/{name}/clips", get(list))
         .route("/clips/{file}", get(download))
@@ -207,7 +207,14 @@ async fn list(
 ) -> ApiResult<Json<ListResponse>> {
     let (limit, offset) = page.checked()?;
     let channel = channels::find_or_404(state.db(), &name).await?;
-    let clips = super::list_for_channel(state.db(), channel.id, limit, offset).await?;
+    let clips = super::list(state.db(), Some(channel.id), limit, offset).await?;
+    Ok(Json(ListResponse { clips: clips.into_iter().map(view).collect() }))
+}
+
+/// The ready clips of every channel, newest first (the home page).
+async fn recent(State(state): State<AppState>, Query(page): Query<Page>) -> ApiResult<Json<ListResponse>> {
+    let (limit, offset) = page.checked()?;
+    let clips = super::list(state.db(), None, limit, offset).await?;
     Ok(Json(ListResponse { clips: clips.into_iter().map(view).collect() }))
 }
 

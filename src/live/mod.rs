@@ -107,6 +107,8 @@ pub struct LiveStream {
     ladder: OnceLock<Vec<Rendition>>,
     /// The latest thumbnail (JPEG).
     thumbnail: Mutex<Option<Bytes>>,
+    /// What the publisher sends: measured bitrate, picture size and rate.
+    ingest: Mutex<IngestStats>,
     /// Set once the publisher is gone and the last segment flushed.
     ended: AtomicBool,
 }
@@ -121,6 +123,7 @@ impl LiveStream {
             source: Rendition::new("source", config),
             ladder: OnceLock::new(),
             thumbnail: Mutex::new(None),
+            ingest: Mutex::new(IngestStats::default()),
             ended: AtomicBool::new(false),
         }
     }
@@ -134,6 +137,14 @@ impl LiveStream {
         self.thumbnail.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    pub fn ingest(&self) -> IngestStats {
+        *self.ingest.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn update_ingest(&self, update: impl FnOnce(&mut IngestStats)) {
+        update(&mut self.ingest.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
     pub fn has_ended(&self) -> bool {
         self.ended.load(Ordering::Acquire)
     }
@@ -144,9 +155,22 @@ impl LiveStream {
 }
 
 /// What the rest of the server may know about a channel that is live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LiveStatus {
     pub started_at: i64,
+    pub ingest: IngestStats,
+    /// The renditions being served, source first.
+    pub renditions: Vec<String>,
+}
+
+/// The publisher's stream as received: updated about once a second.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct IngestStats {
+    /// Media bits per second (audio and video payload), over the last second or so.
+    pub bitrate_bps: f64,
+    pub width: u32,
+    pub height: u32,
+    pub frame_rate: Option<f64>,
 }
 
 /// Live streams by channel name.
@@ -161,7 +185,11 @@ impl LiveRegistry {
     }
 
     pub fn status(&self, channel: &str) -> Option<LiveStatus> {
-        self.streams.get(channel).map(|stream| LiveStatus { started_at: stream.started_at })
+        self.streams.get(channel).map(|stream| LiveStatus {
+            started_at: stream.started_at,
+            ingest: stream.ingest(),
+            renditions: stream.renditions().map(|rendition| rendition.name.clone()).collect(),
+        })
     }
 
     pub fn live_channels(&self) -> Vec<ChannelId> {

@@ -111,6 +111,14 @@ async fn package(state: AppState, stream: Arc<LiveStream>, mut events: mpsc::Rec
             && let Some(bps) = bitrate.add(frame.data.len())
         {
             metrics::gauge!("aether_ingest_bitrate_bps", "channel" => channel.clone()).set(bps);
+            let frame_rate = stream.source.packager().frame_rate();
+            stream.update_ingest(|ingest| {
+                ingest.bitrate_bps = bps;
+                ingest.frame_rate = frame_rate;
+            });
+        }
+        if let StreamEvent::VideoConfig(config) = &event {
+            stream.update_ingest(|ingest| (ingest.width, ingest.height) = (config.width, config.height));
         }
         if let StreamEvent::VideoConfig(config) = &event
             && ladder.is_none()

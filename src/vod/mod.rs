@@ -120,21 +120,23 @@ pub async fn find(db: &Db, id: &str) -> Result<Option<Vod>, sqlx::Error> {
     row.map(|row| vod_from_row(&row)).transpose()
 }
 
-/// A channel's VODs, newest first; only the public ones unless `all`.
-pub async fn list_for_channel(
+/// VODs, newest first: a channel's, or every channel's (`None`); only the public ones unless `all`.
+pub async fn list(
     db: &Db,
-    channel: ChannelId,
+    channel: Option<ChannelId>,
     all: bool,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<Vod>, sqlx::Error> {
     let sql = concat!(
         vod_select!(),
-        " WHERE v.channel_id = $1 AND ($2 = 1 OR v.visibility = 'public') ORDER BY v.created_at DESC, v.id DESC \
-         LIMIT $3 OFFSET $4"
+        " WHERE ($1 = 0 OR v.channel_id = $1) AND ($2 = 1 OR v.visibility = 'public') \
+         ORDER BY v.created_at DESC, v.id DESC LIMIT $3 OFFSET $4"
     );
+    // Row ids start at 1, so 0 stands for "any channel".
+    let channel = channel.map_or(0, |channel| channel.0);
     let rows =
-        sqlx::query(sql).bind(channel.0).bind(i64::from(all)).bind(limit).bind(offset).fetch_all(db.pool()).await?;
+        sqlx::query(sql).bind(channel).bind(i64::from(all)).bind(limit).bind(offset).fetch_all(db.pool()).await?;
     rows.iter().map(vod_from_row).collect()
 }
 

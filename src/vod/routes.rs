@@ -17,6 +17,7 @@ use crate::http::Page;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/api/v1/vods", get(recent))
         .route("/api/v1/channels/{name}/vods", get(list))
         .route("/api/v1/vods/{id}", get(show).patch(update).delete(remove))
 }
@@ -63,7 +64,14 @@ async fn list(
     let (limit, offset) = page.checked()?;
     let channel = channels::find_or_404(state.db(), &name).await?;
     let all = auth.is_some_and(|auth| auth.user.id == channel.owner_id || auth.user.is_admin());
-    let vods = super::list_for_channel(state.db(), channel.id, all, limit, offset).await?;
+    let vods = super::list(state.db(), Some(channel.id), all, limit, offset).await?;
+    Ok(Json(ListResponse { vods: vods.into_iter().map(view).collect() }))
+}
+
+/// The public VODs of every channel, newest first (the home page).
+async fn recent(State(state): State<AppState>, Query(page): Query<Page>) -> ApiResult<Json<ListResponse>> {
+    let (limit, offset) = page.checked()?;
+    let vods = super::list(state.db(), None, false, limit, offset).await?;
     Ok(Json(ListResponse { vods: vods.into_iter().map(view).collect() }))
 }
 

@@ -1,0 +1,181 @@
+// Helpers of the browser tests: a real `aether serve` on loopback (random ports, temp dir), the
+// API over fetch, ffmpeg publishing over RTMP as OBS would, and Debian's Chromium via
+// playwright-core.
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { chromium } from 'playwright-core';
+
+const repo = resolve(import.meta.dirname, '..', '..');
+
+/// The server binary: E2E_BIN, or the debug build `cargo test` leaves behind.
+export function serverBinary() {
+  const bin = process.env.E2E_BIN ?? join(repo, 'target', 'debug', 'aether');
+  if (!existsSync(bin)) throw new Error(`no server binary at ${bin}: run cargo build first`);
+  return bin;
+}
+
+export async function startServer(extraConfig = '') {
+  const dir = mkdtempSync(join(tmpdir(), 'aether-e2e-'));
+  const config = join(dir, 'aether.toml');
+  writeFileSync(
+    config,
+    `data_dir = ${JSON.stringify(join(dir, 'data'))}
+[http]
+listen = "127.0.0.1:0"
+[rtmp]
+listen = "127.0.0.1:0"
+[auth]
+attempts_per_minute = 1000
+[transcode]
+thumbnail_seconds = 2
+max_lag_ms = 10000
+[[transcode.ladder]]
+name = "180p"
+height = 180
+max_bitrate_kbps = 300
+fps_cap = 30
+preset = "ultrafast"
+${extraConfig}
+`,
+  );
+  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('AETHER_')));
+  env.RUST_LOG ??= 'info';
+  const child = spawn(serverBinary(), ['serve', '--config', config], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines = [];
+  let onLine = () => undefined;
+  const collect = (stream) => {
+    let rest = '';
+    stream.on('data', (chunk) => {
+      rest += chunk.toString();
+      const parts = rest.split('\n');
+      rest = parts.pop();
+      for (const line of parts) {
+        lines.push(line);
+        onLine(line);
+      }
+    });
+  };
+  collect(child.stdout);
+  collect(child.stderr);
+  const listening = await new Promise((resolveLine, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the server did not start:\n${lines.join('\n')}`)), 30000);
+    const check = (line) => {
+      if (line.includes('listening') && line.includes('http=')) {
+        clearTimeout(timer);
+        resolveLine(line);
+      }
+    };
+    lines.forEach(check);
+    onLine = check;
+    child.on('exit', (code) => reject(new Error(`the server exited (${code}):\n${lines.join('\n')}`)));
+  });
+  // eslint-disable-next-line no-control-regex
+  const plain = listening.replace(/\x1b\[[0-9;]*m/g, '');
+  const field = (name) => plain.match(new RegExp(`${name}=([0-9.:]+)`))[1];
+  const http = field('http');
+  const rtmp = field('rtmp');
+  return {
+    dir,
+    url: `http://${http}`,
+    rtmp: `rtmp://${rtmp}/live`,
+    lines,
+    async stop() {
+      child.kill('SIGTERM');
+      await new Promise((done) => (child.exitCode !== null ? done() : child.on('exit', done)));
+    },
+  };
+}
+
+export async function api(server, method, path, body, token) {
+  const headers = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(server.url + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await response.text();
+  const data = text ? JSON.parse(text) : undefined;
+  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${text}`);
+  return data;
+}
+
+export async function signup(server, username, password = 'correct horse battery') {
+  return api(server, 'POST', '/api/v1/auth/signup', { username, email: `${username}@example.com`, password });
+}
+
+/// ffmpeg sending a 640x360 30 fps test picture with a tone, as OBS would (2 s keyframes).
+export function publish(server, key, seconds = 600) {
+  const child = spawn(
+    'ffmpeg',
+    [
+      ...['-hide_banner', '-loglevel', 'error', '-re'],
+      ...['-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30'],
+      ...['-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'],
+      ...['-t', String(seconds)],
+      ...['-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-g', '60', '-keyint_min', '60', '-sc_threshold', '0'],
+      ...['-pix_fmt', 'yuv420p', '-b:v', '800k', '-c:a', 'aac', '-ar', '48000', '-ac', '2', '-b:a', '96k'],
+      ...['-f', 'flv', `${server.rtmp}/${key}`],
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let stderr = '';
+  child.stderr.on('data', (chunk) => (stderr += chunk));
+  const exited = new Promise((done) => child.on('exit', (code, signal) => done({ code, signal, stderr })));
+  return {
+    exited,
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
+
+/// Polls `check` until it returns something truthy (or throws the last error after `ms`).
+export async function until(what, check, ms = 30000, every = 250) {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
+    await sleep(every);
+  }
+}
+
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.E2E_CHROMIUM ?? '/usr/bin/chromium',
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--autoplay-policy=no-user-gesture-required',
+    ],
+  });
+}
+
+/// A page that records console errors and uncaught exceptions (`page.problems`).
+export async function openPage(context, url) {
+  const page = await context.newPage();
+  page.problems = [];
+  page.on('console', (message) => {
+    if (message.type() !== 'error') return;
+    // An image that does not exist yet (a stream's first thumbnail) is not a fault of the page.
+    const source = message.location()?.url ?? '';
+    if (message.text().startsWith('Failed to load resource') && source.includes('thumbnail.jpg')) return;
+    page.problems.push(`${message.text()} (${source})`);
+  });
+  page.on('pageerror', (error) => page.problems.push(`uncaught: ${error.message}`));
+  await page.goto(url);
+  return page;
+}

@@ -1,0 +1,230 @@
+// The web UI end to end, in headless Chromium against a real server with a real ffmpeg publish:
+// viewer page playback and quality switch, chat between a signed-in and an anonymous browser
+// and a raw WebSocket client, presence, moderation, the dashboard's live stats and key
+// rotation. Screenshots land in the run's temp dir (printed).
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import WebSocket from 'ws';
+import { api, launchBrowser, openPage, publish, signup, startServer, until } from './support.mjs';
+
+const CHANNEL = 'e2e_live';
+let server;
+let browser;
+let shots;
+let owner;
+let streamKey;
+let publisher;
+const pages = [];
+
+before(async () => {
+  server = await startServer();
+  shots = join(server.dir, 'screenshots');
+  mkdirSync(shots, { recursive: true });
+  console.log(`screenshots: ${shots}`);
+  owner = await signup(server, 'e2e_owner');
+  streamKey = (await api(server, 'POST', '/api/v1/channels', { name: CHANNEL, title: 'End-to-end stream' }, owner.token)).stream_key;
+  await api(server, 'PATCH', `/api/v1/channels/${CHANNEL}`, { category: 'Testing' }, owner.token);
+  publisher = publish(server, streamKey);
+  await until('the channel to be live with its ladder', async () => {
+    const channel = await api(server, 'GET', `/api/v1/channels/${CHANNEL}`);
+    return channel.live && channel.stream.renditions.length >= 2;
+  });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await publisher?.stop();
+  await browser?.close();
+  await server?.stop();
+});
+
+async function page(context, path) {
+  const opened = await openPage(context, server.url + path);
+  pages.push(opened);
+  return opened;
+}
+
+async function signIn(context, username, password = 'correct horse battery', next = '/') {
+  const login = await page(context, `/login?next=${encodeURIComponent(next)}`);
+  await login.getByLabel('Username or email').fill(username);
+  await login.getByLabel('Password').fill(password);
+  await login.getByRole('button', { name: 'Log in' }).click();
+  await login.waitForURL((url) => url.pathname === next);
+  return login;
+}
+
+const messages = (p) => p.locator('.chat-log li.msg');
+const presence = async (p) => Number((await p.locator('.chat-presence').textContent()).split(' ')[0]);
+
+let viewer; // anonymous
+let chatter; // signed up through the page
+let dashboard; // the channel's owner
+let raw; // a plain WebSocket client
+const rawFrames = [];
+let problemsBeforeTheEnd = [];
+
+test('the home page lists the live channel', async () => {
+  const context = await browser.newContext();
+  const home = await page(context, '/');
+  const card = home.locator('.card', { hasText: 'End-to-end stream' });
+  await card.waitFor();
+  assert.match(await card.textContent(), /LIVE/);
+  assert.match(await card.textContent(), /Testing/);
+  await home.screenshot({ path: join(shots, 'home.png'), fullPage: true });
+  await context.close();
+});
+
+test('an anonymous viewer watches: playback advances and a quality switch takes effect', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  viewer = await page(context, `/${CHANNEL}`);
+  const video = viewer.locator('video');
+  await until('playback to start', () => video.evaluate((v) => v.currentTime > 0.5 && !v.paused), 30000);
+  const start = await video.evaluate((v) => v.currentTime);
+  await until('currentTime to advance 2 s', async () => (await video.evaluate((v) => v.currentTime)) > start + 2, 20000);
+
+  const quality = viewer.getByLabel('Quality');
+  const options = await quality.locator('option').allTextContents();
+  assert.deepEqual(options.slice(1), ['360p', '180p'], `quality options: ${options}`);
+  await quality.selectOption({ label: '180p' });
+  await until('the 180p rendition on screen', () => video.evaluate((v) => v.videoHeight === 180), 20000);
+  await quality.selectOption({ label: '360p' });
+  await until('the 360p rendition on screen', () => video.evaluate((v) => v.videoHeight === 360), 20000);
+  const latency = await until('a latency readout', async () => {
+    const text = await viewer.locator('.latency').textContent();
+    return /^[0-9.]+ s behind$/.test(text) && text;
+  });
+  assert.ok(parseFloat(latency) < 15, `latency ${latency}`);
+
+  // Anonymous: no send box, a sign-in prompt instead.
+  assert.equal(await viewer.getByLabel('Chat message', { exact: true }).count(), 0);
+  await viewer.getByText('to chat.').waitFor();
+});
+
+test('chat: a signed-in user’s message reaches an anonymous viewer and a raw WebSocket client; presence updates', async () => {
+  raw = new WebSocket(`${server.url.replace('http', 'ws')}/ws`);
+  raw.on('message', (data) => rawFrames.push(JSON.parse(data.toString())));
+  await new Promise((done, fail) => (raw.once('open', done), raw.once('error', fail)));
+  raw.send(JSON.stringify({ type: 'join', room: CHANNEL }));
+  await until('the raw client to join', () => rawFrames.some((f) => f.type === 'joined'));
+
+  const before = await until('a presence count on the viewer page', async () => (await presence(viewer)) || false);
+
+  // Sign up through the page.
+  const context = await browser.newContext();
+  const signupPage = await page(context, '/signup');
+  await signupPage.getByLabel('Username').fill('e2e_chatter');
+  await signupPage.getByLabel('Email').fill('e2e_chatter@example.com');
+  await signupPage.getByLabel(/^Password/).fill('correct horse battery');
+  await signupPage.getByRole('button', { name: 'Sign up' }).click();
+  await signupPage.waitForURL((url) => url.pathname === '/dashboard');
+  await signupPage.getByRole('heading', { name: 'Create your channel' }).waitFor();
+
+  chatter = await page(context, `/${CHANNEL}`);
+  await until('the viewer to see the new presence count', async () => (await presence(viewer)) > before, 10000);
+
+  const text = `hello <b>from</b> the browser ${Date.now()}`;
+  const input = chatter.getByLabel('Chat message', { exact: true });
+  await input.fill(text);
+  await input.press('Enter');
+  const seen = viewer.locator('.chat-log li.msg', { hasText: text });
+  await seen.waitFor({ timeout: 10000 });
+  assert.equal(await seen.locator('.msg-user strong').textContent(), 'e2e_chatter');
+  // Text stays text: the markup is shown, not rendered.
+  assert.equal(await seen.locator('b').count(), 0);
+  await until('the raw client to get the message', () => rawFrames.some((f) => f.type === 'msg' && f.text === text && f.user.name === 'e2e_chatter'));
+  await chatter.locator('.chat-log li.msg', { hasText: text }).waitFor();
+  assert.equal(await input.inputValue(), '');
+});
+
+test('the dashboard shows the channel live with its bitrate, and the owner’s delete removes a message everywhere', async () => {
+  const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+  dashboard = await signIn(context, 'e2e_owner', undefined, '/dashboard');
+  await until('the dashboard to show LIVE', async () => (await dashboard.getByTestId('live-state').textContent()) === 'LIVE');
+  const bitrate = await until('an ingest bitrate', async () => {
+    const text = await dashboard.getByTestId('bitrate').textContent();
+    return parseInt(text.replace(/,/g, ''), 10) > 100 && text;
+  });
+  assert.match(bitrate, /kbps$/);
+  assert.match(await dashboard.getByTestId('resolution').textContent(), /^640×360/);
+  assert.match(await dashboard.getByTestId('rtmp-url').textContent(), /^rtmp:\/\/127\.0\.0\.1:\d+\/live$/);
+  await until('the preview to play', () => dashboard.locator('.preview-box video').evaluate((v) => v.currentTime > 0.5));
+
+  const target = messages(viewer).last();
+  const id = await target.getAttribute('data-id');
+  const mine = dashboard.locator(`.chat-log li.msg[data-id="${id}"]`);
+  await mine.waitFor();
+  await mine.hover();
+  await mine.getByRole('button', { name: /Moderate the message from e2e_chatter/ }).click();
+  await mine.getByRole('menuitem', { name: 'Delete message' }).click();
+  await until('the message to leave the anonymous viewer’s chat', async () => (await viewer.locator(`.chat-log li[data-id="${id}"]`).count()) === 0, 10000);
+  await until('the message to leave the sender’s chat', async () => (await chatter.locator(`.chat-log li[data-id="${id}"]`).count()) === 0, 10000);
+  await until('the raw client to get deleted', () => rawFrames.some((f) => f.type === 'deleted' && f.id === id));
+  // Others get no moderation menu.
+  assert.equal(await messages(viewer).locator('.msg-menu').count(), 0);
+  assert.equal(await messages(chatter).locator('.msg-menu').count(), 0);
+
+  await viewer.screenshot({ path: join(shots, 'viewer.png') });
+  await dashboard.screenshot({ path: join(shots, 'dashboard.png'), fullPage: true });
+});
+
+test('on a phone-sized screen the chat sits below the player', async () => {
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  const phone = await page(context, `/${CHANNEL}`);
+  const player = await phone.locator('.player').boundingBox();
+  const chat = await phone.locator('.chat').boundingBox();
+  assert.ok(player.width <= 390 && chat.y >= player.y + player.height, `player ${JSON.stringify(player)} chat ${JSON.stringify(chat)}`);
+  await phone.screenshot({ path: join(shots, 'viewer-phone.png'), fullPage: true });
+  await context.close();
+});
+
+test('every form control on the pages has an accessible name', async () => {
+  for (const p of [viewer, dashboard, chatter]) {
+    const unnamed = await p.evaluate(() =>
+      [...document.querySelectorAll('input, select, textarea, button')]
+        .filter((el) => !el.closest('[hidden]'))
+        .filter((el) => {
+          const labelled = el.getAttribute('aria-label') || (el.id && document.querySelector(`label[for="${el.id}"]`));
+          return !labelled && !(el.tagName === 'BUTTON' && el.textContent.trim());
+        })
+        .map((el) => el.outerHTML.slice(0, 80)),
+    );
+    assert.deepEqual(unnamed, [], p.url());
+  }
+});
+
+test('the stream key rotates from the dashboard: the old key is refused, the new one goes live', async () => {
+  dashboard.once('dialog', (dialog) => dialog.accept());
+  await dashboard.getByRole('button', { name: 'Reset key' }).click();
+  const shown = dashboard.getByTestId('stream-key');
+  const fresh = await until('the new key on screen', async () => {
+    const text = await shown.textContent();
+    return text.startsWith(`${CHANNEL}_`) && text !== streamKey && text;
+  });
+  // The live broadcast ends; a publish with the old key is refused.
+  problemsBeforeTheEnd = pages.flatMap((p) => p.problems);
+  await publisher.stop();
+  await until('the channel to go offline', async () => !(await api(server, 'GET', `/api/v1/channels/${CHANNEL}`)).live);
+  await viewer.getByText(`${CHANNEL} is offline`).waitFor({ timeout: 20000 });
+  await until('the dashboard to show Offline', async () => (await dashboard.getByTestId('live-state').textContent()) === 'Offline');
+  const refused = publish(server, streamKey, 30);
+  const result = await Promise.race([refused.exited, new Promise((done) => setTimeout(() => done(null), 15000))]);
+  assert.ok(result && result.code !== 0, 'ffmpeg with the old key should fail');
+  assert.ok(!(await api(server, 'GET', `/api/v1/channels/${CHANNEL}`)).live);
+
+  publisher = publish(server, fresh);
+  await until('the dashboard to show LIVE with the new key', async () => (await dashboard.getByTestId('live-state').textContent()) === 'LIVE');
+  await viewer.locator('video').waitFor({ timeout: 20000 });
+});
+
+test('no page logged a console error', () => {
+  assert.deepEqual(problemsBeforeTheEnd, [], 'while the first broadcast was live');
+  // After that only the ended broadcast's last requests may have failed (the players ask for the
+  // next part until they learn the stream is gone).
+  const problems = pages
+    .flatMap((p) => p.problems)
+    .filter((problem) => !/status of 404 .*\/live\/e2e_live\/.*(index\.m3u8|\.m4s)/.test(problem));
+  assert.deepEqual(problems, []);
+});

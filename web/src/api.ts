@@ -1,0 +1,146 @@
+// The JSON API, with the session cookie and the CSRF header on writes.
+
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    public code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface User {
+  id: number;
+  username: string;
+  email: string;
+  role: string;
+  created_at: number;
+}
+
+export interface StreamInfo {
+  started_at: number;
+  bitrate_kbps: number;
+  width: number;
+  height: number;
+  frame_rate: number | null;
+  renditions: string[];
+}
+
+export interface Channel {
+  name: string;
+  title: string;
+  category: string;
+  tags: string[];
+  owner: string;
+  live: boolean;
+  viewers: number;
+  record: boolean;
+  created_at: number;
+  stream?: StreamInfo;
+}
+
+export type Visibility = 'private' | 'unlisted' | 'public';
+
+export interface Vod {
+  id: string;
+  channel: string;
+  title: string;
+  status: 'recording' | 'ready';
+  visibility: Visibility;
+  duration_ms: number;
+  created_at: number;
+  playback_url: string;
+  thumbnail_url: string;
+}
+
+export interface Clip {
+  id: string;
+  channel: string;
+  creator: string;
+  vod_id: string | null;
+  title: string;
+  status: 'processing' | 'ready' | 'failed';
+  failure: string | null;
+  start_ms: number;
+  duration_ms: number;
+  playback_url: string | null;
+  download_url: string | null;
+  thumbnail_url: string | null;
+  created_at: number;
+}
+
+export interface ServerInfo {
+  rtmp: { host: string | null; port: number; app: string };
+  features: { transcoding: boolean; recording: boolean; clips: boolean };
+  chat: { max_message_chars: number };
+}
+
+function cookie(name: string): string | undefined {
+  for (const part of document.cookie.split(';')) {
+    const [key, ...rest] = part.trim().split('=');
+    if (key === name) return decodeURIComponent(rest.join('='));
+  }
+  return undefined;
+}
+
+export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (method !== 'GET') {
+    const csrf = cookie('aether_csrf');
+    if (csrf) headers['X-CSRF-Token'] = csrf;
+  }
+  let response: Response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: 'same-origin',
+    });
+  } catch {
+    throw new ApiError(0, 'network', 'The server cannot be reached. Check your connection.');
+  }
+  if (response.status === 204) return undefined as T;
+  const text = await response.text();
+  let data: unknown = undefined;
+  try {
+    data = text ? JSON.parse(text) : undefined;
+  } catch {
+    data = undefined;
+  }
+  if (!response.ok) {
+    const error = (data as { error?: { code?: string; message?: string } } | undefined)?.error;
+    throw new ApiError(response.status, error?.code ?? 'http_error', error?.message ?? `HTTP ${response.status}`);
+  }
+  return data as T;
+}
+
+let current: User | null | undefined;
+
+/// The signed-in user, or null (asked once per page load, then after sign-in/out).
+export async function me(): Promise<User | null> {
+  if (current !== undefined) return current;
+  // Signed-in browsers hold the CSRF cookie beside the session cookie: without it there is no
+  // session to ask about (and no 401 to log).
+  if (!cookie('aether_csrf')) return (current = null);
+  try {
+    current = (await api<{ user: User }>('GET', '/api/v1/me')).user;
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) current = null;
+    else throw error;
+  }
+  return current;
+}
+
+export function setMe(user: User | null): void {
+  current = user;
+}
+
+let info: Promise<ServerInfo> | undefined;
+
+export function serverInfo(): Promise<ServerInfo> {
+  info ??= api<ServerInfo>('GET', '/api/v1/server');
+  return info;
+}

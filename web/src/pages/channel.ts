@@ -1,0 +1,138 @@
+import { api, ApiError, me, serverInfo, type Channel, type Clip, type Vod } from '../api';
+import { chatPanel } from '../chat';
+import { formatCount, h, link } from '../dom';
+import { createPlayer, type Player } from '../player';
+import { toast } from '../toast';
+import { vodCard } from './home';
+import type { Cleanup } from '../nav';
+
+export async function channelPage(main: HTMLElement, name: string): Promise<Cleanup | void> {
+  let channel: Channel;
+  try {
+    channel = await api<Channel>('GET', `/api/v1/channels/${name}`);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) {
+      document.title = 'No such channel · Aether';
+      main.append(h('section', { class: 'empty' }, h('h1', {}, `There is no channel named “${name}”`), link('/', {}, 'Go home')));
+      return;
+    }
+    throw error;
+  }
+  const [user, info] = await Promise.all([me(), serverInfo()]);
+  document.title = `${channel.title || channel.name} · Aether`;
+
+  const stage = h('div', { class: 'stage' });
+  const viewers = h('span', { class: 'viewers', 'aria-live': 'off' });
+  const liveTag = h('span', { class: 'tag live', hidden: !channel.live }, 'LIVE');
+  const title = h('h1', { class: 'stream-title' }, channel.title || channel.name);
+  const meta = h('p', { class: 'muted' }, link(`/${channel.name}`, {}, channel.name), channel.category ? ` · ${channel.category}` : '');
+  const clipButton = h('button', { type: 'button', class: 'primary', hidden: true }, 'Clip');
+  const below = h('div', { class: 'below' });
+  let player: Player | undefined;
+  let offlineTimer = 0;
+  let destroyed = false;
+
+  const chat = chatPanel({
+    room: channel.name,
+    signedIn: !!user,
+    maxChars: info.chat.max_message_chars,
+    onPresence: (count) => (viewers.textContent = `${formatCount(count)} watching`),
+    onNotice: () => void refresh(),
+  });
+
+  main.append(
+    h(
+      'div',
+      { class: 'watch' },
+      h(
+        'div',
+        { class: 'watch-main' },
+        stage,
+        h('div', { class: 'stream-info' }, h('div', {}, h('div', { class: 'title-row' }, liveTag, title), meta), h('div', { class: 'actions' }, viewers, clipButton)),
+        below,
+      ),
+      chat.el,
+    ),
+  );
+
+  clipButton.addEventListener('click', async () => {
+    clipButton.disabled = true;
+    try {
+      const { clip } = await api<{ clip: Clip }>('POST', '/api/v1/clips', { channel: channel.name, seconds: 30 });
+      const open = link(`/clip/${clip.id}`, {}, 'Open the clip');
+      const box = document.getElementById('toasts');
+      box?.append(h('div', { class: 'toast info', role: 'status' }, 'Clipping the last 30 seconds… ', open));
+      window.setTimeout(() => open.parentElement?.remove(), 8000);
+    } catch (error) {
+      toast(error instanceof Error ? error.message : 'Clipping failed', 'error');
+    } finally {
+      clipButton.disabled = false;
+    }
+  });
+
+  function showLive(): void {
+    stopOffline();
+    if (player) return;
+    stage.replaceChildren();
+    player = createPlayer({
+      src: `/live/${channel.name}/master.m3u8`,
+      live: true,
+      poster: `/live/${channel.name}/thumbnail.jpg`,
+      onFatal: () => void refresh(),
+    });
+    stage.append(player.el);
+    liveTag.hidden = false;
+    clipButton.hidden = !(user && info.features.clips && channel.record);
+    below.replaceChildren();
+  }
+
+  async function showOffline(): Promise<void> {
+    player?.destroy();
+    player = undefined;
+    liveTag.hidden = true;
+    clipButton.hidden = true;
+    viewers.textContent = '';
+    stage.replaceChildren(
+      h(
+        'div',
+        { class: 'offline' },
+        h('img', { src: `/live/${channel.name}/thumbnail.jpg?offline=${Date.now()}`, alt: '', class: 'offline-thumb' }),
+        h('div', { class: 'offline-text' }, h('strong', {}, `${channel.name} is offline`), h('span', {}, 'The stream will start here when they go live.')),
+      ),
+    );
+    stage.querySelector('img')?.addEventListener('error', (event) => (event.target as HTMLElement).remove());
+    const vods = await api<{ vods: Vod[] }>('GET', `/api/v1/channels/${channel.name}/vods?limit=8`).catch(() => ({ vods: [] }));
+    if (destroyed) return;
+    below.replaceChildren(
+      vods.vods.length ? h('section', {}, h('h2', {}, 'Recent broadcasts'), h('ul', { class: 'cards' }, vods.vods.map(vodCard))) : '',
+    );
+    stopOffline();
+    offlineTimer = window.setInterval(() => void refresh(), 10000);
+  }
+
+  function stopOffline(): void {
+    window.clearInterval(offlineTimer);
+  }
+
+  async function refresh(): Promise<void> {
+    try {
+      channel = await api<Channel>('GET', `/api/v1/channels/${channel.name}`);
+    } catch {
+      return;
+    }
+    if (destroyed) return;
+    title.textContent = channel.title || channel.name;
+    if (channel.live) showLive();
+    else if (player || stage.childElementCount === 0) await showOffline();
+  }
+
+  if (channel.live) showLive();
+  else await showOffline();
+
+  return () => {
+    destroyed = true;
+    stopOffline();
+    player?.destroy();
+    chat.destroy();
+  };
+}

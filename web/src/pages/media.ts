@@ -1,0 +1,119 @@
+// The VOD and clip pages.
+
+import { api, ApiError, me, type Clip, type Vod } from '../api';
+import { formatDuration, h, link, timeAgo } from '../dom';
+import { createPlayer } from '../player';
+import { toast } from '../toast';
+import type { Cleanup } from '../nav';
+
+function notFound(main: HTMLElement, what: string): void {
+  document.title = 'Not found · Aether';
+  main.append(h('section', { class: 'empty' }, h('h1', {}, `This ${what} does not exist or is private`), link('/', {}, 'Go home')));
+}
+
+export async function vodPage(main: HTMLElement, id: string): Promise<Cleanup | void> {
+  let vod: Vod;
+  try {
+    vod = await api<Vod>('GET', `/api/v1/vods/${id}`);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return notFound(main, 'video');
+    throw error;
+  }
+  const user = await me();
+  document.title = `${vod.title || vod.channel} · Aether`;
+  const player = createPlayer({ src: vod.playback_url, live: false, poster: vod.thumbnail_url });
+  const clipButton = h('button', { type: 'button', class: 'primary', hidden: !user }, 'Clip 30 s here');
+  clipButton.addEventListener('click', async () => {
+    const end = Math.round(player.video.currentTime * 1000);
+    const start = Math.max(0, end - 30000);
+    clipButton.disabled = true;
+    try {
+      const { clip } = await api<{ clip: Clip }>('POST', '/api/v1/clips', { vod_id: vod.id, start_ms: start, end_ms: Math.max(end, start + 5000) });
+      toast(`Clip started: /clip/${clip.id}`);
+    } catch (error) {
+      toast(error instanceof Error ? error.message : 'Clipping failed', 'error');
+    } finally {
+      clipButton.disabled = false;
+    }
+  });
+  main.append(
+    h(
+      'div',
+      { class: 'watch single' },
+      h(
+        'div',
+        { class: 'watch-main' },
+        h('div', { class: 'stage' }, player.el),
+        h(
+          'div',
+          { class: 'stream-info' },
+          h(
+            'div',
+            {},
+            h('h1', { class: 'stream-title' }, vod.title || vod.channel),
+            h(
+              'p',
+              { class: 'muted' },
+              link(`/${vod.channel}`, {}, vod.channel),
+              ` · ${timeAgo(vod.created_at)} · `,
+              vod.status === 'recording' ? 'still recording' : formatDuration(vod.duration_ms),
+            ),
+          ),
+          h('div', { class: 'actions' }, clipButton),
+        ),
+      ),
+    ),
+  );
+  return () => player.destroy();
+}
+
+export async function clipPage(main: HTMLElement, id: string): Promise<Cleanup | void> {
+  let clip: Clip;
+  try {
+    clip = await api<Clip>('GET', `/api/v1/clips/${id}`);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return notFound(main, 'clip');
+    throw error;
+  }
+  document.title = `${clip.title || `Clip of ${clip.channel}`} · Aether`;
+  const stage = h('div', { class: 'stage' });
+  let timer = 0;
+  const show = () => {
+    if (clip.status === 'ready' && clip.download_url) {
+      const video = h('video', { controls: true, playsinline: true, preload: 'metadata', src: clip.download_url, poster: clip.thumbnail_url });
+      stage.replaceChildren(h('div', { class: 'player' }, video));
+    } else if (clip.status === 'failed') {
+      stage.replaceChildren(h('div', { class: 'offline' }, h('div', { class: 'offline-text' }, h('strong', {}, 'This clip could not be made'), clip.failure ?? '')));
+    } else {
+      stage.replaceChildren(h('div', { class: 'offline' }, h('div', { class: 'offline-text', role: 'status' }, h('strong', {}, 'Making the clip…'), 'It appears here in a moment.')));
+      timer = window.setTimeout(async () => {
+        clip = await api<Clip>('GET', `/api/v1/clips/${id}`).catch(() => clip);
+        show();
+      }, 1500);
+    }
+  };
+  show();
+  main.append(
+    h(
+      'div',
+      { class: 'watch single' },
+      h(
+        'div',
+        { class: 'watch-main' },
+        stage,
+        h(
+          'div',
+          { class: 'stream-info' },
+          h(
+            'div',
+            {},
+            h('h1', { class: 'stream-title' }, clip.title || `Clip of ${clip.channel}`),
+            h('p', { class: 'muted' }, link(`/${clip.channel}`, {}, clip.channel), ` · clipped by ${clip.creator} · ${timeAgo(clip.created_at)}`),
+          ),
+          h('div', { class: 'actions' }, clip.download_url ? h('a', { href: clip.download_url, download: `${clip.id}.mp4`, class: 'button' }, 'Download') : null),
+        ),
+      ),
+    ),
+  );
+  return () => window.clearTimeout(timer);
+}
