@@ -46,7 +46,6 @@ fn public_host(url: &str) -> Option<String> {
     (!host.is_empty()).then_some(host)
 }
 
-
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }

@@ -89,9 +89,9 @@ test('an anonymous viewer watches: playback advances and a quality switch takes 
   const options = await quality.locator('option').allTextContents();
   assert.deepEqual(options.slice(1), ['360p', '180p'], `quality options: ${options}`);
   await quality.selectOption({ label: '180p' });
-  await until('the 180p rendition on screen', () => video.evaluate((v) => v.videoHeight === 180), 20000);
+  await until('the 180p rendition on screen', () => video.evaluate((v) => v.videoHeight === 180), 40000);
   await quality.selectOption({ label: '360p' });
-  await until('the 360p rendition on screen', () => video.evaluate((v) => v.videoHeight === 360), 20000);
+  await until('the 360p rendition on screen', () => video.evaluate((v) => v.videoHeight === 360), 40000);
   const latency = await until('a latency readout', async () => {
     const text = await viewer.locator('.latency').textContent();
     return /^[0-9.]+ s behind$/.test(text) && text;
@@ -139,6 +139,36 @@ test('chat: a signed-in user’s message reaches an anonymous viewer and a raw W
   assert.equal(await input.inputValue(), '');
 });
 
+test('chat: sending too fast shows an error toast; scrolling up pauses auto-scroll until asked', async () => {
+  const input = chatter.getByLabel('Chat message', { exact: true });
+  const long = (i) => `line ${i} ${'lorem ipsum dolor sit amet '.repeat(6)}`;
+  for (let i = 0; i < 14; i++) {
+    await input.fill(long(i));
+    await input.press('Enter');
+  }
+  await chatter.locator('.toast.error').first().waitFor({ timeout: 5000 });
+  assert.match(await chatter.locator('.toast.error').first().textContent(), /too (many|fast)|rate|slow down/i);
+  // The rejected text went back into the box, so nothing typed is lost.
+  assert.match(await input.inputValue(), /^line \d+ /);
+  await viewer.locator('.chat-log li.msg', { hasText: 'line 9 ' }).waitFor();
+
+  const log = viewer.locator('.chat-log');
+  assert.ok(await log.evaluate((el) => el.scrollHeight > el.clientHeight + 100), 'the log overflows');
+  assert.ok(await log.evaluate((el) => el.scrollTop + el.clientHeight >= el.scrollHeight - 40), 'stuck to the bottom');
+  await log.evaluate((el) => el.scrollTo(0, 0));
+  await until('the scroll to register', () => log.evaluate((el) => el.scrollTop === 0));
+  await new Promise((done) => setTimeout(done, 2500)); // the rate limit refills
+  await input.fill('after scrolling up');
+  await input.press('Enter');
+  await viewer.locator('.chat-log li.msg', { hasText: 'after scrolling up' }).waitFor();
+  const more = viewer.getByRole('button', { name: 'More messages below' });
+  await more.waitFor();
+  assert.equal(await log.evaluate((el) => el.scrollTop), 0, 'the reader keeps their place');
+  await more.click();
+  await until('the log to jump to the newest message', () => log.evaluate((el) => el.scrollTop + el.clientHeight >= el.scrollHeight - 5));
+  assert.ok(await more.isHidden());
+});
+
 test('the dashboard shows the channel live with its bitrate, and the owner’s delete removes a message everywhere', async () => {
   const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
   dashboard = await signIn(context, 'e2e_owner', undefined, '/dashboard');
@@ -166,8 +196,38 @@ test('the dashboard shows the channel live with its bitrate, and the owner’s d
   assert.equal(await messages(viewer).locator('.msg-menu').count(), 0);
   assert.equal(await messages(chatter).locator('.msg-menu').count(), 0);
 
+  // A ban from the message menu: the banned user's next message is refused with a toast.
+  const next = `one more from the chatter ${Date.now()}`;
+  await chatter.getByLabel('Chat message', { exact: true }).fill(next);
+  await chatter.getByLabel('Chat message', { exact: true }).press('Enter');
+  const line = dashboard.locator('.chat-log li.msg', { hasText: next });
+  await line.waitFor();
+  await line.hover();
+  await line.getByRole('button', { name: /Moderate the message/ }).click();
+  await line.getByRole('menuitem', { name: 'Ban e2e_chatter' }).click();
+  await viewer.locator('.chat-log li.notice', { hasText: /e2e_chatter/ }).waitFor({ timeout: 10000 });
+  await chatter.getByLabel('Chat message', { exact: true }).fill('am I banned?');
+  await chatter.getByLabel('Chat message', { exact: true }).press('Enter');
+  await chatter.locator('.toast.error', { hasText: 'banned' }).waitFor({ timeout: 5000 });
+
   await viewer.screenshot({ path: join(shots, 'viewer.png') });
   await dashboard.screenshot({ path: join(shots, 'dashboard.png'), fullPage: true });
+});
+
+test('a signed-in viewer clips the last 30 seconds and the clip page plays it', async () => {
+  await chatter.getByRole('button', { name: 'Clip', exact: true }).click();
+  const opened = chatter.getByRole('link', { name: 'Open the clip' });
+  await opened.waitFor({ timeout: 10000 }).catch(async (error) => {
+    throw new Error(`${error.message}; toasts: ${await chatter.locator('.toasts').textContent()}`);
+  });
+  await opened.click();
+  await chatter.waitForURL(/\/clip\/[0-9A-Za-z]+$/);
+  const video = chatter.locator('.stage video');
+  await video.waitFor({ timeout: 30000 });
+  assert.match(await video.getAttribute('src'), /^\/clips\/[0-9A-Za-z]+\.mp4$/);
+  await until('the clip to load', () => video.evaluate((v) => v.readyState >= 1 && v.duration > 4), 20000);
+  await chatter.getByRole('link', { name: 'Download' }).waitFor();
+  await chatter.goto(`${server.url}/${CHANNEL}`);
 });
 
 test('on a phone-sized screen the chat sits below the player', async () => {
@@ -217,6 +277,25 @@ test('the stream key rotates from the dashboard: the old key is refused, the new
   publisher = publish(server, fresh);
   await until('the dashboard to show LIVE with the new key', async () => (await dashboard.getByTestId('live-state').textContent()) === 'LIVE');
   await viewer.locator('video').waitFor({ timeout: 20000 });
+});
+
+test('the owner publishes the recording from the dashboard; anyone then finds and plays it', async () => {
+  const { vods } = await api(server, 'GET', `/api/v1/channels/${CHANNEL}/vods`, undefined, owner.token);
+  const ready = vods.find((vod) => vod.status === 'ready');
+  assert.ok(ready, JSON.stringify(vods));
+  const row = dashboard.locator('.rows li', { has: dashboard.locator(`a[href="/vod/${ready.id}"]`) });
+  await row.waitFor({ timeout: 10000 });
+  await row.getByRole('combobox').selectOption('public');
+  await until('the VOD to be public', async () => (await api(server, 'GET', `/api/v1/vods/${ready.id}`)).visibility === 'public');
+
+  const context = await browser.newContext();
+  const home = await page(context, '/');
+  await home.locator(`a[href="/vod/${ready.id}"]`).click();
+  await home.waitForURL(`${server.url}/vod/${ready.id}`);
+  const video = home.locator('video');
+  await until('the VOD to play', () => video.evaluate((v) => v.currentTime > 1), 30000);
+  await home.screenshot({ path: join(shots, 'vod.png') });
+  await context.close();
 });
 
 test('no page logged a console error', () => {

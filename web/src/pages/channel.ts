@@ -58,11 +58,8 @@ export async function channelPage(main: HTMLElement, name: string): Promise<Clea
   clipButton.addEventListener('click', async () => {
     clipButton.disabled = true;
     try {
-      const { clip } = await api<{ clip: Clip }>('POST', '/api/v1/clips', { channel: channel.name, seconds: 30 });
-      const open = link(`/clip/${clip.id}`, {}, 'Open the clip');
-      const box = document.getElementById('toasts');
-      box?.append(h('div', { class: 'toast info', role: 'status' }, 'Clipping the last 30 seconds… ', open));
-      window.setTimeout(() => open.parentElement?.remove(), 8000);
+      const clip = await api<Clip>('POST', '/api/v1/clips', { channel: channel.name, seconds: 30 });
+      toast('Clipping the last 30 seconds…', 'info', { href: `/clip/${clip.id}`, label: 'Open the clip' });
     } catch (error) {
       toast(error instanceof Error ? error.message : 'Clipping failed', 'error');
     } finally {

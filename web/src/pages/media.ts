@@ -28,8 +28,8 @@ export async function vodPage(main: HTMLElement, id: string): Promise<Cleanup | 
     const start = Math.max(0, end - 30000);
     clipButton.disabled = true;
     try {
-      const { clip } = await api<{ clip: Clip }>('POST', '/api/v1/clips', { vod_id: vod.id, start_ms: start, end_ms: Math.max(end, start + 5000) });
-      toast(`Clip started: /clip/${clip.id}`);
+      const clip = await api<Clip>('POST', '/api/v1/clips', { vod_id: vod.id, start_ms: start, end_ms: Math.max(end, start + 5000) });
+      toast('Clipping…', 'info', { href: `/clip/${clip.id}`, label: 'Open the clip' });
     } catch (error) {
       toast(error instanceof Error ? error.message : 'Clipping failed', 'error');
     } finally {
@@ -77,11 +77,13 @@ export async function clipPage(main: HTMLElement, id: string): Promise<Cleanup |
   }
   document.title = `${clip.title || `Clip of ${clip.channel}`} · Aether`;
   const stage = h('div', { class: 'stage' });
+  const actions = h('div', { class: 'actions' });
   let timer = 0;
   const show = () => {
     if (clip.status === 'ready' && clip.download_url) {
       const video = h('video', { controls: true, playsinline: true, preload: 'metadata', src: clip.download_url, poster: clip.thumbnail_url });
       stage.replaceChildren(h('div', { class: 'player' }, video));
+      actions.replaceChildren(h('a', { href: clip.download_url, download: `${clip.id}.mp4`, class: 'button' }, 'Download'));
     } else if (clip.status === 'failed') {
       stage.replaceChildren(h('div', { class: 'offline' }, h('div', { class: 'offline-text' }, h('strong', {}, 'This clip could not be made'), clip.failure ?? '')));
     } else {
@@ -110,7 +112,7 @@ export async function clipPage(main: HTMLElement, id: string): Promise<Cleanup |
             h('h1', { class: 'stream-title' }, clip.title || `Clip of ${clip.channel}`),
             h('p', { class: 'muted' }, link(`/${clip.channel}`, {}, clip.channel), ` · clipped by ${clip.creator} · ${timeAgo(clip.created_at)}`),
           ),
-          h('div', { class: 'actions' }, clip.download_url ? h('a', { href: clip.download_url, download: `${clip.id}.mp4`, class: 'button' }, 'Download') : null),
+          actions,
         ),
       ),
     ),
