@@ -1,10 +1,12 @@
 # Builds and runs aether on Debian bookworm. Media and database live in the /data volume.
 FROM rust:1.95-bookworm AS build
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
+    && apt-get install -y --no-install-recommends libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev nodejs npm \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+# The web pages (Vite) are built by build.rs and embedded in the binary.
+RUN cd web && npm ci --no-audit --no-fund
 RUN cargo build --release --locked --bin aether
 
 FROM debian:bookworm-slim
