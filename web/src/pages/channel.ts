@@ -25,11 +25,12 @@ export async function channelPage(main: HTMLElement, name: string): Promise<Clea
   const viewers = h('span', { class: 'viewers', 'aria-live': 'off' });
   const liveTag = h('span', { class: 'tag live', hidden: !channel.live }, 'LIVE');
   const title = h('h1', { class: 'stream-title' }, channel.title || channel.name);
-  const meta = h('p', { class: 'muted' }, link(`/${channel.name}`, {}, channel.name), channel.category ? ` · ${channel.category}` : '');
+  const category = h('span', {}, channel.category ? ` · ${channel.category}` : '');
+  const meta = h('p', { class: 'muted' }, link(`/${channel.name}`, {}, channel.name), category);
   const clipButton = h('button', { type: 'button', class: 'primary', hidden: true }, 'Clip');
   const below = h('div', { class: 'below' });
   let player: Player | undefined;
-  let offlineTimer = 0;
+  let shown: 'live' | 'offline' | null = null;
   let destroyed = false;
 
   const chat = chatPanel({
@@ -68,14 +69,20 @@ export async function channelPage(main: HTMLElement, name: string): Promise<Clea
   });
 
   function showLive(): void {
-    stopOffline();
     if (player) return;
+    shown = 'live';
     stage.replaceChildren();
     player = createPlayer({
       src: `/live/${channel.name}/master.m3u8`,
       live: true,
       poster: `/live/${channel.name}/thumbnail.jpg`,
-      onFatal: () => void refresh(),
+      // Gone for good (the broadcast ended, or its media is unreachable): start over from the
+      // channel's state, with a fresh player if it is still (or again) live.
+      onFatal: () => {
+        player?.destroy();
+        player = undefined;
+        void refresh();
+      },
     });
     stage.append(player.el);
     liveTag.hidden = false;
@@ -84,6 +91,7 @@ export async function channelPage(main: HTMLElement, name: string): Promise<Clea
   }
 
   async function showOffline(): Promise<void> {
+    shown = 'offline';
     player?.destroy();
     player = undefined;
     liveTag.hidden = true;
@@ -103,12 +111,6 @@ export async function channelPage(main: HTMLElement, name: string): Promise<Clea
     below.replaceChildren(
       vods.vods.length ? h('section', {}, h('h2', {}, 'Recent broadcasts'), h('ul', { class: 'cards' }, vods.vods.map(vodCard))) : '',
     );
-    stopOffline();
-    offlineTimer = window.setInterval(() => void refresh(), 10000);
-  }
-
-  function stopOffline(): void {
-    window.clearInterval(offlineTimer);
   }
 
   async function refresh(): Promise<void> {
@@ -119,16 +121,21 @@ export async function channelPage(main: HTMLElement, name: string): Promise<Clea
     }
     if (destroyed) return;
     title.textContent = channel.title || channel.name;
+    category.textContent = channel.category ? ` · ${channel.category}` : '';
+    document.title = `${channel.title || channel.name} · Aether`;
     if (channel.live) showLive();
-    else if (player || stage.childElementCount === 0) await showOffline();
+    else if (shown !== 'offline') await showOffline();
   }
 
   if (channel.live) showLive();
   else await showOffline();
+  // Title and category edits, and going live or offline (the chat's stream notices make that
+  // quicker).
+  const poll = window.setInterval(() => void refresh(), 15000);
 
   return () => {
     destroyed = true;
-    stopOffline();
+    window.clearInterval(poll);
     player?.destroy();
     chat.destroy();
   };
