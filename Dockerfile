@@ -6,7 +6,7 @@ RUN apt-get update \
 WORKDIR /src
 COPY . .
 # The web pages (Vite) are built by build.rs and embedded in the binary.
-RUN cd web && npm ci --no-audit --no-fund
+RUN cd web && npm install --no-save --no-audit --no-fund
 RUN cargo build --release --locked --bin aether
 
 FROM debian:bookworm-slim

@@ -60,9 +60,11 @@ if [ "$profile" != run ] && ! command -v s3s-fs >/dev/null 2>&1; then
   cargo install s3s-fs@0.14.1 --features binary --locked --quiet
 fi
 
-# The web UI's packages (Vite, TypeScript, hls.js; playwright-core for the browser tests), exactly
-# as package-lock.json pins them, from the npm registry. Re-run when the lock file changes.
+# The web UI's packages (Vite, TypeScript, hls.js; playwright-core for the browser tests), as
+# package-lock.json pins them, from the npm registry. Re-run when the lock file changes.
+# `install --no-save` rather than `ci`: npm 11 leaves other platforms' optional packages (rollup's
+# native builds) out of the lock file it writes, and its `ci` then refuses that same file.
 if [ ! -f web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
-  echo "installing: web/ npm packages (npm ci)"
-  (cd web && npm ci --no-audit --no-fund --loglevel=error)
+  echo "installing: web/ npm packages"
+  (cd web && npm install --no-save --no-audit --no-fund --loglevel=error)
 fi
