@@ -328,3 +328,175 @@ async fn a_client_that_never_reads_is_disconnected_while_others_keep_up() {
     assert!(disconnected.is_some(), "the stuck client was closed as a slow consumer");
     app.stop().await;
 }
+
+/// A WebSocket client at the byte level, for what a well-behaved library never sends.
+struct RawWs {
+    stream: tokio::net::TcpStream,
+    buffered: Vec<u8>,
+}
+
+impl RawWs {
+    async fn connect(app: &TestApp) -> RawWs {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        let request = format!(
+            "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            app.addr
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        while !response.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            stream.read_exact(&mut byte).await.unwrap();
+            response.push(byte[0]);
+        }
+        let response = String::from_utf8(response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 101"), "{response}");
+        // The RFC's own example key and accept value.
+        assert!(
+            response.to_ascii_lowercase().contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+            "{response}"
+        );
+        RawWs { stream, buffered: Vec::new() }
+    }
+
+    async fn send(&mut self, first: u8, payload: &[u8], masked: bool) {
+        use tokio::io::AsyncWriteExt;
+        let mask = [1u8, 2, 3, 4];
+        let mut frame = vec![first];
+        let flag = if masked { 0x80 } else { 0 };
+        match payload.len() {
+            n if n < 126 => frame.push(flag | n as u8),
+            n if n <= 65535 => {
+                frame.push(flag | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(flag | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        if masked {
+            frame.extend_from_slice(&mask);
+            frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        } else {
+            frame.extend_from_slice(payload);
+        }
+        let _ = self.stream.write_all(&frame).await;
+    }
+
+    /// The next server frame: (opcode, payload); `None` once the server has closed the TCP side.
+    async fn next(&mut self) -> Option<(u8, Vec<u8>)> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            if self.buffered.len() >= 2 {
+                let (len, header) = match self.buffered[1] & 0x7f {
+                    126 if self.buffered.len() >= 4 => {
+                        (u16::from_be_bytes([self.buffered[2], self.buffered[3]]) as usize, 4)
+                    }
+                    127 if self.buffered.len() >= 10 => {
+                        (u64::from_be_bytes(self.buffered[2..10].try_into().unwrap()) as usize, 10)
+                    }
+                    126 | 127 => (usize::MAX, 0),
+                    n => (n as usize, 2),
+                };
+                assert_eq!(self.buffered[1] & 0x80, 0, "server frames are not masked");
+                if len != usize::MAX && self.buffered.len() >= header + len {
+                    let opcode = self.buffered[0] & 0x0f;
+                    let payload = self.buffered[header..header + len].to_vec();
+                    self.buffered.drain(..header + len);
+                    return Some((opcode, payload));
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let read = tokio::time::timeout(Duration::from_secs(5), self.stream.read(&mut chunk))
+                .await
+                .expect("the server answers within 5 s");
+            match read {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buffered.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// The close frame's code, skipping other frames.
+    async fn close_code(&mut self) -> u16 {
+        loop {
+            let (opcode, payload) = self.next().await.expect("a close frame before the end");
+            if opcode == 0x8 {
+                return u16::from_be_bytes([payload[0], payload[1]]);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_websocket_layer_follows_rfc_6455_and_closes_broken_clients_alone() {
+    let app = chat_app(Backend::Sqlite).await.unwrap();
+    let owner = app.signup("rawson").await;
+    app.create_channel(&owner, "raw_tv").await;
+    let mut bystander = Ws::connect(&app, None).await;
+    bystander.join("raw_tv").await;
+
+    // Not a WebSocket request, or not version 13: plain HTTP errors.
+    let plain = app.client.get(app.url("/ws")).send().await.unwrap();
+    assert_eq!(plain.status(), 400);
+    assert!(plain.text().await.unwrap().contains("websocket_required"));
+    let old = app
+        .client
+        .get(app.url("/ws"))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "8")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), 426);
+
+    // Ping -> pong with the same payload; a message in three fragments with a ping between
+    // them; then a close is echoed and the TCP side ends.
+    let mut raw = RawWs::connect(&app).await;
+    raw.send(0x89, b"are you there", true).await;
+    assert_eq!(raw.next().await, Some((0xA, b"are you there".to_vec())));
+    raw.send(0x01, br#"{"type":"jo"#, true).await;
+    raw.send(0x00, br#"in","room":"#, true).await;
+    raw.send(0x89, b"", true).await;
+    raw.send(0x80, br#""raw_tv"}"#, true).await;
+    assert_eq!(raw.next().await.map(|(op, _)| op), Some(0xA));
+    let (opcode, joined) = raw.next().await.unwrap();
+    assert_eq!(opcode, 0x1);
+    assert_eq!(serde_json::from_slice::<Value>(&joined).unwrap()["type"], "joined");
+    raw.send(0x88, &1000u16.to_be_bytes(), true).await;
+    assert_eq!(raw.close_code().await, 1000);
+    assert_eq!(raw.next().await, None, "the server ends the connection after the close");
+
+    // Broken frames close that connection with the RFC's code, and only that one.
+    for (first, payload, masked, code) in [
+        (0x81, b"{}".to_vec(), false, 1002),       // unmasked client frame
+        (0x81, vec![0xff, 0xfe], true, 1007),      // text that is not UTF-8
+        (0x81, vec![b' '; 70 * 1024], true, 1009), // over the 64 KiB ceiling
+        (0x83, b"x".to_vec(), true, 1002),         // reserved opcode
+        (0x80, b"x".to_vec(), true, 1002),         // continuation of nothing
+    ] {
+        let mut raw = RawWs::connect(&app).await;
+        raw.send(first, &payload, masked).await;
+        assert_eq!(raw.close_code().await, code, "first byte {first:#x}");
+    }
+    // A frame too large for chat but within the ceiling is answered, and the socket stays.
+    let mut raw = RawWs::connect(&app).await;
+    raw.send(0x81, &vec![b' '; 8 * 1024], true).await;
+    let (_, error) = raw.next().await.unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&error).unwrap()["code"], "frame_too_large");
+    raw.send(0x81, br#"{"type":"ping"}"#, true).await;
+    let (_, pong) = raw.next().await.unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&pong).unwrap()["type"], "pong");
+
+    // The well-behaved client saw none of it and still chats.
+    let owner_ws = &mut Ws::connect(&app, Some(&owner)).await;
+    owner_ws.join("raw_tv").await;
+    owner_ws.say("raw_tv", "still here").await;
+    assert_eq!(bystander.next("msg").await["text"], "still here");
+    app.stop().await;
+}

@@ -1,17 +1,17 @@
 //! The hub handle: routes room commands to the shard that owns the room (by hash), keeps the
 //! presence counts the rest of the server reads, and the per-user send buckets. Cloneable.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
 use dashmap::DashMap;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -78,6 +78,9 @@ pub enum CloseReason {
     /// It kept breaking the limits.
     Abuse = 2,
     Shutdown = 3,
+    /// The client went, or broke the WebSocket protocol: whatever close frame is due is already
+    /// queued.
+    Ended = 4,
 }
 
 impl CloseReason {
@@ -86,18 +89,84 @@ impl CloseReason {
             CloseReason::SlowConsumer => "slow consumer",
             CloseReason::Abuse => "too many violations",
             CloseReason::Shutdown => "server shutting down",
+            CloseReason::Ended => "connection ended",
+        }
+    }
+
+    /// The WebSocket close code the server sends for it (`None`: already sent).
+    pub fn code(self) -> Option<u16> {
+        match self {
+            CloseReason::SlowConsumer => Some(crate::wire::close::SLOW_CONSUMER),
+            CloseReason::Abuse => Some(crate::wire::close::POLICY),
+            CloseReason::Shutdown => Some(crate::wire::close::GOING_AWAY),
+            CloseReason::Ended => None,
         }
     }
 }
 
-/// Lets the hub close a connection it cannot serve.
-#[derive(Debug, Default)]
+/// A connection's outbox (whole WebSocket frames, ready to write: see `wire`) and the switch that
+/// lets the hub close a connection it cannot serve. One per connection, shared by its session,
+/// its room memberships and its writer. The queue is bounded; it holds no memory while empty.
+#[derive(Debug)]
 pub struct Control {
     token: CancellationToken,
     reason: AtomicU8,
+    queue: Mutex<VecDeque<Bytes>>,
+    ready: Notify,
+    capacity: usize,
 }
 
 impl Control {
+    pub fn new(capacity: usize) -> Self {
+        Control {
+            token: CancellationToken::new(),
+            reason: AtomicU8::new(0),
+            queue: Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
+            capacity,
+        }
+    }
+
+    /// Queues a frame for the writer; `false` when the queue is full (a slow consumer). Frames
+    /// for a closed connection are dropped.
+    pub fn push(&self, frame: Bytes) -> bool {
+        if self.token.is_cancelled() {
+            return true;
+        }
+        {
+            let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            if queue.len() >= self.capacity {
+                return false;
+            }
+            queue.push_back(frame);
+        }
+        self.ready.notify_one();
+        true
+    }
+
+    /// Waits for queued frames and moves up to `limit` of them into `out` (for the one writer).
+    pub async fn pop_many(&self, out: &mut Vec<Bytes>, limit: usize) -> usize {
+        loop {
+            let taken = self.try_pop_many(out, limit);
+            if taken > 0 {
+                return taken;
+            }
+            self.ready.notified().await;
+        }
+    }
+
+    /// Moves up to `limit` queued frames into `out` without waiting.
+    pub fn try_pop_many(&self, out: &mut Vec<Bytes>, limit: usize) -> usize {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let taken = queue.len().min(limit);
+        out.extend(queue.drain(..taken));
+        if queue.is_empty() && queue.capacity() > 64 {
+            // A burst grew it: give the memory back once it is drained.
+            *queue = VecDeque::new();
+        }
+        taken
+    }
+
     pub fn close(&self, reason: CloseReason) {
         let _ = self.reason.compare_exchange(0, reason as u8, Ordering::AcqRel, Ordering::Acquire);
         self.token.cancel();
@@ -112,6 +181,7 @@ impl Control {
             1 => Some(CloseReason::SlowConsumer),
             2 => Some(CloseReason::Abuse),
             3 => Some(CloseReason::Shutdown),
+            4 => Some(CloseReason::Ended),
             _ => None,
         }
     }
@@ -124,7 +194,6 @@ pub type ConnId = u64;
 pub struct Member {
     pub conn: ConnId,
     pub user: Option<Arc<ChatUser>>,
-    pub outbox: mpsc::Sender<Bytes>,
     pub control: Arc<Control>,
 }
 

@@ -12,6 +12,7 @@ pub mod limits;
 pub mod protocol;
 mod session;
 mod shard;
+pub mod wire;
 
 pub use config::ChatConfig;
 pub use hub::{

@@ -9,8 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
 
 use crate::hub::{ChatUser, CloseReason, ConnId, Control, Hub, Member, ModerationAction};
 use crate::limits::TokenBucket;
@@ -21,7 +19,7 @@ pub struct Session {
     hub: Hub,
     conn: ConnId,
     user: Option<Arc<ChatUser>>,
-    outbox: mpsc::Sender<Bytes>,
+    /// The outbox and close switch, shared with the writer and the rooms joined.
     control: Arc<Control>,
     rooms: HashSet<String>,
     sends: TokenBucket,
@@ -36,17 +34,16 @@ fn valid_room(room: &str) -> bool {
 }
 
 impl Session {
-    /// A session for a new connection; the returned receiver is its outbox, for the writer.
-    pub fn new(hub: Hub, user: Option<ChatUser>) -> (Session, mpsc::Receiver<Bytes>, Arc<Control>) {
+    /// A session for a new connection, and its `Control`: the outbox the writer drains (whole
+    /// WebSocket frames) and the close switch.
+    pub fn new(hub: Hub, user: Option<ChatUser>) -> (Session, Arc<Control>) {
         let config = hub.config().clone();
-        let (outbox, receiver) = mpsc::channel(config.outbox_frames);
-        let control = Arc::new(Control::default());
+        let control = Arc::new(Control::new(config.outbox_frames));
         let now = Instant::now();
         let session = Session {
             conn: hub.next_conn_id(),
             hub,
             user: user.map(Arc::new),
-            outbox,
             control: control.clone(),
             rooms: HashSet::new(),
             sends: TokenBucket::new(config.messages_per_second, config.messages_per_second * 2.0, now),
@@ -55,7 +52,7 @@ impl Session {
             window_start: now,
         };
         metrics::gauge!("aether_chat_connections").increment(1.0);
-        (session, receiver, control)
+        (session, control)
     }
 
     pub fn user(&self) -> Option<&ChatUser> {
@@ -63,7 +60,7 @@ impl Session {
     }
 
     fn say(&self, frame: Bytes) {
-        if let Err(TrySendError::Full(_)) = self.outbox.try_send(frame) {
+        if !self.control.push(crate::wire::text(&frame)) {
             self.control.close(CloseReason::SlowConsumer);
             metrics::counter!("aether_chat_slow_consumers_total").increment(1);
         }
@@ -153,12 +150,7 @@ impl Session {
             return self.refuse(ErrorCode::TooManyRooms, &format!("at most {limit} rooms per connection"));
         }
         self.rooms.insert(room.clone());
-        let member = Member {
-            conn: self.conn,
-            user: self.user.clone(),
-            outbox: self.outbox.clone(),
-            control: self.control.clone(),
-        };
+        let member = Member { conn: self.conn, user: self.user.clone(), control: self.control.clone() };
         if !self.hub.command(&room.clone(), Command::Join { room, member, since }).await {
             return Err(CloseReason::Shutdown);
         }

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dashmap::DashMap;
 use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -22,6 +21,7 @@ use crate::hub::{
 };
 use crate::ids::MessageId;
 use crate::protocol::{self, ChatUserView, ErrorCode, MessageFields};
+use crate::wire;
 
 /// How long a room with no members keeps its history and state.
 const EMPTY_ROOM_TTL: Duration = Duration::from_secs(300);
@@ -153,7 +153,7 @@ pub struct Shard {
 }
 
 fn reply(member: &Member, frame: Bytes) {
-    if let Err(TrySendError::Full(_)) = member.outbox.try_send(frame) {
+    if !member.control.push(wire::text(&frame)) {
         member.control.close(CloseReason::SlowConsumer);
         metrics::counter!("aether_chat_slow_consumers_total").increment(1);
     }
@@ -589,17 +589,17 @@ impl Room {
     fn broadcast(&mut self, frame: &Bytes, except: Option<ConnId>) {
         let mut slow = Vec::new();
         let mut delivered = 0u64;
+        // Framed once; every member gets the same bytes.
+        let frame = wire::text(frame);
         for (conn, member) in &self.members {
             if Some(*conn) == except {
                 continue;
             }
-            match member.outbox.try_send(frame.clone()) {
-                Ok(()) => delivered += 1,
-                Err(TrySendError::Full(_)) => {
-                    member.control.close(CloseReason::SlowConsumer);
-                    slow.push(*conn);
-                }
-                Err(TrySendError::Closed(_)) => slow.push(*conn),
+            if member.control.push(frame.clone()) {
+                delivered += 1;
+            } else {
+                member.control.close(CloseReason::SlowConsumer);
+                slow.push(*conn);
             }
         }
         metrics::counter!("aether_chat_deliveries_total").increment(delivered);

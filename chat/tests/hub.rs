@@ -5,11 +5,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aether_chat::{
-    BoxFuture, ChatConfig, ChatUser, CloseReason, Directory, Hub, ModerationAction, ModerationRecord, RoomSeed, Session,
+    BoxFuture, ChatConfig, ChatUser, CloseReason, Control, Directory, Hub, ModerationAction, ModerationRecord,
+    RoomSeed, Session,
 };
 use bytes::Bytes;
 use serde_json::Value;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -54,13 +54,26 @@ fn user(id: i64, name: &str) -> Option<ChatUser> {
 
 struct Client {
     session: Session,
-    inbox: mpsc::Receiver<Bytes>,
+    inbox: Arc<Control>,
+    queued: std::collections::VecDeque<Bytes>,
 }
 
 impl Client {
     fn new(hub: &Hub, user: Option<ChatUser>) -> Client {
-        let (session, inbox, _) = Session::new(hub.clone(), user);
-        Client { session, inbox }
+        let (session, inbox) = Session::new(hub.clone(), user);
+        Client { session, inbox, queued: Default::default() }
+    }
+
+    /// The next frame's JSON (the outbox holds whole WebSocket frames).
+    async fn recv(&mut self) -> Value {
+        while self.queued.is_empty() {
+            let mut batch = Vec::new();
+            tokio::time::timeout(Duration::from_secs(5), self.inbox.pop_many(&mut batch, 64)).await.expect("a frame");
+            self.queued.extend(batch);
+        }
+        let frame = self.queued.pop_front().unwrap();
+        assert_eq!(frame[0], 0x81, "a whole text frame");
+        serde_json::from_slice(aether_chat::wire::payload(&frame)).unwrap()
     }
 
     async fn send(&mut self, frame: Value) {
@@ -70,9 +83,7 @@ impl Client {
     /// The next frame of `kind`, skipping others (presence, ...).
     async fn next(&mut self, kind: &str) -> Value {
         loop {
-            let frame =
-                tokio::time::timeout(Duration::from_secs(5), self.inbox.recv()).await.expect("a frame").expect("open");
-            let value: Value = serde_json::from_slice(&frame).unwrap();
+            let value = self.recv().await;
             if value["type"] == kind {
                 return value;
             }
@@ -260,7 +271,7 @@ async fn limits_answer_errors_and_persistent_abuse_closes() {
     }
     // Twelve answers (a message or an error each); presence frames may come in between.
     while codes.len() < 12 {
-        let frame: Value = serde_json::from_slice(&fast.inbox.recv().await.unwrap()).unwrap();
+        let frame = fast.recv().await;
         if frame["type"] == "msg" || frame["type"] == "error" {
             codes.push(frame["code"].as_str().unwrap_or("msg").to_owned());
         }
@@ -277,7 +288,7 @@ async fn a_member_that_never_reads_is_closed_while_the_others_keep_getting_messa
         user_messages_per_second: 1000.0,
         ..config()
     });
-    let (mut stuck, _never_read, control) = Session::new(hub.clone(), None);
+    let (mut stuck, control) = Session::new(hub.clone(), None);
     stuck.handle_text(r#"{"type":"join","room":"lobby"}"#).await.unwrap();
     let mut reader = Client::new(&hub, None);
     reader.join("lobby").await;

@@ -1,23 +1,32 @@
 //! Chat over `GET /ws`: identifies the caller (`?token=`, or the session cookie when the request
-//! comes from this site), limits connections per IP, and drives one WebSocket per client: a
-//! reader feeding the protocol core (`aether_chat::Session`) and a writer draining the bounded
-//! outbox in batches (feed many, flush once). Also the moderator API, the relay of
-//! `stream.started` / `stream.ended` into room notices, and the database `Directory`.
+//! comes from this site), limits connections per IP, and drives one WebSocket per client over the
+//! upgraded connection: a reader that decodes client frames (`aether_chat::wire`) into the protocol
+//! core (`aether_chat::Session`), and a writer that drains the connection's outbox, which holds
+//! whole frames, framed once per broadcast, written in batches with one syscall each.
+//! Also the moderator API, the relay of `stream.started` / `stream.ended` into room notices, and
+//! the database `Directory`.
 
 mod directory;
 mod routes;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
-use aether_chat::{ChatUser, CloseReason, Hub, Session};
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, header};
-use axum::response::{IntoResponse, Response};
+use aether_chat::wire::{self, Decoder, Incoming};
+use aether_chat::{ChatUser, CloseReason, Control, Hub, Session};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use base64::Engine as _;
+use bytes::Bytes;
 use dashmap::DashMap;
-use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
+use sha1::{Digest, Sha1};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio_util::sync::CancellationToken;
 
 pub use directory::ChatDirectory;
@@ -28,15 +37,16 @@ use crate::auth::session::SESSION_COOKIE;
 use crate::error::{ApiError, ApiResult, Query};
 use crate::events::Event;
 
-/// Frames written before one flush.
-const WRITE_BATCH: usize = 64;
-/// The hard ceiling tungstenite enforces (it closes the socket above it); frames between
-/// `chat.max_frame_bytes` and this are answered with an error and the socket stays open.
+/// Frames taken from the outbox for one write.
+const WRITE_BATCH: usize = 256;
+/// The largest client message: tungstenite's old ceiling. Frames between `chat.max_frame_bytes`
+/// and this are answered with an error and the socket stays open; above it the socket closes
+/// (1009).
 const HARD_FRAME_LIMIT: usize = 64 * 1024;
-/// Per-connection socket buffers, sized for chat frames rather than tungstenite's defaults
-/// (128 KiB reads), which would dominate memory per idle connection.
-const READ_BUFFER: usize = 1024;
-const WRITE_BUFFER: usize = 4 * 1024;
+/// Bytes read at once.
+const READ_CHUNK: usize = 512;
+/// How long the last frames (and the close frame) may take to leave.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Open chat connections per client address.
 #[derive(Default)]
@@ -93,111 +103,225 @@ async fn identify(state: &AppState, headers: &HeaderMap, token: Option<&str>) ->
     Ok(Some(ChatUser { id: user.id.0, name: user.username.clone(), admin: user.is_admin() }))
 }
 
+/// The WebSocket handshake (RFC 6455 section 4.2): the upgrade request's headers, checked.
+fn accept_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|part| part.trim().eq_ignore_ascii_case(token))
+    };
+    if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
+        return Err(ApiError::bad_request("websocket_required", "this endpoint speaks WebSocket only"));
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|version| version != "13") {
+        return Err(ApiError::new(StatusCode::UPGRADE_REQUIRED, "websocket_version", "WebSocket version 13 only"));
+    }
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|key| base64::engine::general_purpose::STANDARD.decode(key.as_bytes()).is_ok_and(|raw| raw.len() == 16))
+        .ok_or_else(|| ApiError::bad_request("websocket_key", "a Sec-WebSocket-Key of 16 base64 bytes is required"))?;
+    let mut sha = Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    Ok(base64::engine::general_purpose::STANDARD.encode(sha.finalize()))
+}
+
 pub async fn socket(
-    upgrade: WebSocketUpgrade,
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Query(query): Query<SocketQuery>,
+    mut request: Request,
 ) -> ApiResult<Response> {
-    let user = identify(&state, &headers, query.token.as_deref()).await?;
+    let accept = accept_key(request.headers())?;
+    let user = identify(&state, request.headers(), query.token.as_deref()).await?;
     let limit = state.hub().config().max_connections_per_ip;
     let slot = state.chat_connections().acquire(peer.ip(), limit).ok_or_else(|| {
         metrics::counter!("aether_chat_connections_refused_total").increment(1);
         ApiError::RateLimited { retry_after_secs: 10 }
     })?;
-    let response = upgrade
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(WRITE_BUFFER + HARD_FRAME_LIMIT)
-        .max_message_size(HARD_FRAME_LIMIT)
-        .max_frame_size(HARD_FRAME_LIMIT)
-        .on_upgrade(move |socket| async move {
-            serve(socket, state.hub().clone(), user, state.stopping().clone()).await;
-            drop(slot);
-        });
-    Ok(response.into_response())
-}
-
-async fn serve(socket: WebSocket, hub: Hub, user: Option<ChatUser>, stopping: CancellationToken) {
-    let coalesce = std::time::Duration::from_millis(hub.config().coalesce_ms);
-    let (mut session, mut outbox, control) = Session::new(hub, user);
-    let (mut sink, mut stream) = socket.split();
-    let writer = async {
-        // Allocated on the first frame, not per idle connection.
-        let mut batch = Vec::new();
-        loop {
-            tokio::select! {
-                received = outbox.recv_many(&mut batch, WRITE_BATCH) => {
-                    if received == 0 {
-                        return;
-                    }
-                    if !coalesce.is_zero() && batch.len() < WRITE_BATCH {
-                        // Let a burst gather so that it goes out in one write.
-                        let deadline = tokio::time::Instant::now() + coalesce;
-                        while batch.len() < WRITE_BATCH {
-                            let room = WRITE_BATCH - batch.len();
-                            match tokio::time::timeout_at(deadline, outbox.recv_many(&mut batch, room)).await {
-                                Ok(0) | Err(_) => break,
-                                Ok(_) => {}
-                            }
-                        }
-                    }
-                    for frame in batch.drain(..) {
-                        // Frames are JSON made by serde_json: always UTF-8.
-                        let Ok(text) = Utf8Bytes::try_from(frame) else { continue };
-                        if sink.feed(Message::Text(text)).await.is_err() {
-                            return;
-                        }
-                    }
-                    if sink.flush().await.is_err() {
-                        return;
-                    }
-                }
-                _ = control.closed() => break,
-                _ = stopping.cancelled() => {
-                    control.close(CloseReason::Shutdown);
-                    break;
-                }
-            }
-        }
-        let reason = control.reason().unwrap_or(CloseReason::Shutdown);
-        let code = match reason {
-            CloseReason::Abuse => 1008,        // policy violation
-            CloseReason::SlowConsumer => 4008, // application: too slow
-            CloseReason::Shutdown => 1001,     // going away
-        };
-        let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.text().into() }))).await;
-    };
-    let reader = async {
-        loop {
-            let message = tokio::select! {
-                message = stream.next() => message,
-                _ = control.closed() => return,
-            };
-            let outcome = match message {
-                Some(Ok(Message::Text(text))) => session.handle_text(text.as_str()).await,
-                Some(Ok(Message::Binary(_))) => session.handle_binary(),
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
-                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
-            };
-            if let Err(reason) = outcome {
-                control.close(reason);
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        let upgraded = match upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(error) => {
+                tracing::debug!(%error, "chat upgrade failed");
                 return;
             }
-        }
-    };
-    // Whichever side ends first ends the connection; a close the hub asked for is written first.
-    tokio::pin!(writer);
-    tokio::select! {
-        _ = &mut writer => {}
-        _ = reader => {
-            if control.reason().is_some() {
-                writer.await;
+        };
+        serve(TokioIo::new(upgraded), state.hub().clone(), user, state.stopping().clone()).await;
+        drop(slot);
+    });
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("base64 is a valid header"));
+    Ok(response)
+}
+
+async fn serve(stream: TokioIo<Upgraded>, hub: Hub, user: Option<ChatUser>, stopping: CancellationToken) {
+    let coalesce = Duration::from_millis(hub.config().coalesce_ms);
+    let (mut session, control) = Session::new(hub, user);
+    let (reader, writer) = tokio::io::split(stream);
+    tokio::join!(write_frames(writer, &control, coalesce, &stopping), read_frames(reader, &mut session, &control));
+    session.close().await;
+}
+
+/// Drains the outbox until the connection closes, a batch per write; then the close frame.
+async fn write_frames(
+    mut socket: WriteHalf<TokioIo<Upgraded>>,
+    control: &Control,
+    coalesce: Duration,
+    stopping: &CancellationToken,
+) {
+    let mut batch = Vec::new();
+    loop {
+        tokio::select! {
+            _ = control.pop_many(&mut batch, WRITE_BATCH) => {}
+            _ = control.closed() => break,
+            _ = stopping.cancelled() => {
+                control.close(CloseReason::Shutdown);
+                break;
             }
         }
+        if !coalesce.is_zero() {
+            // Let a burst gather so that it goes out in one write.
+            tokio::select! {
+                _ = tokio::time::sleep(coalesce) => {}
+                _ = control.closed() => {}
+            }
+            let room = WRITE_BATCH.saturating_sub(batch.len());
+            control.try_pop_many(&mut batch, room);
+        }
+        if control.reason().is_some() {
+            break;
+        }
+        let written = tokio::select! {
+            biased;
+            written = write_batch(&mut socket, &mut batch) => written,
+            // Closed while a write waits on a client that does not read: stop mid-frame, with
+            // no close frame (it could not be told apart from the frame it would land in).
+            _ = control.closed() => return,
+        };
+        if written.is_err() {
+            control.close(CloseReason::Ended);
+            return;
+        }
     }
-    session.close().await;
+    let reason = control.reason().unwrap_or(CloseReason::Shutdown);
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        match reason.code() {
+            Some(code) => {
+                batch.clear();
+                socket.write_all(&wire::close_frame(code, reason.text())).await?;
+            }
+            None => {
+                // The reader queued the reply to the client's close (or to its protocol error).
+                control.try_pop_many(&mut batch, usize::MAX);
+                write_batch(&mut socket, &mut batch).await?;
+            }
+        }
+        socket.shutdown().await
+    })
+    .await;
+}
+
+async fn write_batch(socket: &mut WriteHalf<TokioIo<Upgraded>>, batch: &mut Vec<Bytes>) -> std::io::Result<()> {
+    match batch.len() {
+        0 => Ok(()),
+        1 => {
+            let frame = batch.pop().expect("one frame");
+            socket.write_all(&frame).await
+        }
+        _ => {
+            let mut joined = Vec::with_capacity(batch.iter().map(Bytes::len).sum());
+            for frame in batch.drain(..) {
+                joined.extend_from_slice(&frame);
+            }
+            socket.write_all(&joined).await
+        }
+    }
+}
+
+/// Decodes the client's frames into the session until the connection ends.
+async fn read_frames(mut socket: ReadHalf<TokioIo<Upgraded>>, session: &mut Session, control: &Control) {
+    let mut decoder = Decoder::new(HARD_FRAME_LIMIT);
+    // Small on purpose: it is part of every idle connection; chat frames are small.
+    let mut chunk = [0u8; READ_CHUNK];
+    loop {
+        let read = tokio::select! {
+            read = socket.read(&mut chunk) => read,
+            _ = control.closed() => return,
+        };
+        match read {
+            Ok(0) | Err(_) => {
+                control.close(CloseReason::Ended);
+                return;
+            }
+            Ok(read) => match handle(&mut decoder, &chunk[..read], session, control).await {
+                Reading::Go => {}
+                Reading::Stop => return,
+                Reading::Linger => {
+                    // The client may still be sending what broke the protocol: read and drop
+                    // it for a moment, so that its unread bytes do not reset the connection
+                    // before the close frame reaches it.
+                    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                        while matches!(socket.read(&mut chunk).await, Ok(1..)) {}
+                    })
+                    .await;
+                    return;
+                }
+            },
+        }
+    }
+}
+
+enum Reading {
+    Go,
+    Stop,
+    /// Closed for a protocol violation: drain what the client still sends.
+    Linger,
+}
+
+/// Feeds read bytes through the decoder and the session.
+async fn handle(decoder: &mut Decoder, data: &[u8], session: &mut Session, control: &Control) -> Reading {
+    let (messages, violation) = decoder.feed(data);
+    for message in messages {
+        let outcome = match message {
+            Incoming::Text(text) => session.handle_text(&text).await,
+            Incoming::Binary => session.handle_binary(),
+            Incoming::Ping(payload) => {
+                if !control.push(wire::pong(&payload)) {
+                    Err(CloseReason::SlowConsumer)
+                } else {
+                    Ok(())
+                }
+            }
+            Incoming::Pong => Ok(()),
+            Incoming::Close(code) => {
+                // Echo the client's code (RFC 6455 section 5.5.1), then end.
+                let code = code.filter(|code| (1000..5000).contains(code)).unwrap_or(wire::close::NORMAL);
+                control.push(wire::close_frame(code, ""));
+                control.close(CloseReason::Ended);
+                return Reading::Stop;
+            }
+        };
+        if let Err(reason) = outcome {
+            control.close(reason);
+            return Reading::Stop;
+        }
+    }
+    if let Some(violation) = violation {
+        tracing::debug!(reason = violation.reason, "closing a chat connection that broke the WebSocket protocol");
+        control.push(wire::close_frame(violation.code, violation.reason));
+        control.close(CloseReason::Ended);
+        return Reading::Linger;
+    }
+    Reading::Go
 }
 
 /// Turns `stream.started` / `stream.ended` into notices in the channel's room.
