@@ -23,12 +23,14 @@ pub struct ChatConfig {
     pub joins_per_second: f64,
     pub max_rooms_per_connection: usize,
     pub max_connections_per_ip: usize,
-    /// Frames queued for one connection before it counts as a slow consumer and is closed.
+    /// Writes queued for one connection (a reply, or one flush of a room's frames) before it
+    /// counts as a slow consumer and is closed.
     pub outbox_frames: usize,
     /// Limit violations within a minute after which the socket is closed.
     pub max_violations_per_minute: u32,
-    /// After a frame is ready for a connection, wait this long for more before writing, so that
-    /// busy rooms cost one write per connection per window instead of one per message.
+    /// A room's frames go out together once per this window (0: each at once), so that a busy
+    /// room costs each connection one queue entry, one wakeup and one write per window instead
+    /// of one per message.
     pub coalesce_ms: u64,
 }
 

@@ -133,6 +133,33 @@ struct Room {
     /// Members and users on other nodes (from the bridge).
     remote_presence: (usize, usize),
     empty_since: Option<Instant>,
+    /// Frames for every member, held until the shard's next flush (`chat.coalesce_ms`), so
+    /// that a busy room costs each connection one queue entry and one write per flush.
+    outgoing: Vec<Outgoing>,
+    /// `false`: flush at once (`chat.coalesce_ms = 0`).
+    coalesce: bool,
+}
+
+/// A frame (whole, see `wire`) for every member; its sender, if any, gets its own copy instead
+/// (the one with the nonce), in the same place.
+struct Outgoing {
+    frame: Bytes,
+    sender: Option<(ConnId, Bytes)>,
+}
+
+/// The frames as one buffer (one queue entry, one write).
+fn joined_frames<'a>(frames: impl Iterator<Item = &'a Bytes> + Clone) -> Bytes {
+    let mut all = frames.clone();
+    match (all.next(), all.next()) {
+        (Some(only), None) => only.clone(),
+        _ => {
+            let mut out = Vec::with_capacity(frames.clone().map(Bytes::len).sum());
+            for frame in frames {
+                out.extend_from_slice(frame);
+            }
+            Bytes::from(out)
+        }
+    }
 }
 
 enum Slot {
@@ -150,6 +177,8 @@ pub struct Shard {
     tasks: TaskTracker,
     bridge: Option<Bridge>,
     rooms: HashMap<String, Slot>,
+    /// Rooms with frames outgoing, for the next flush.
+    dirty: Vec<String>,
 }
 
 fn reply(member: &Member, frame: Bytes) {
@@ -169,12 +198,16 @@ impl Shard {
         tasks: TaskTracker,
         bridge: Option<Bridge>,
     ) -> Self {
-        Shard { index, config, directory, presence, own_queue, tasks, bridge, rooms: HashMap::new() }
+        Shard { index, config, directory, presence, own_queue, tasks, bridge, rooms: HashMap::new(), dirty: Vec::new() }
     }
 
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(Duration::from_millis(self.config.presence_interval_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let coalesce = Duration::from_millis(self.config.coalesce_ms);
+        let flush = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(flush);
+        let mut armed = false;
         let mut batch = Vec::with_capacity(64);
         loop {
             tokio::select! {
@@ -186,6 +219,14 @@ impl Shard {
                     for command in batch.drain(..) {
                         self.handle(command);
                     }
+                    if !armed && !self.dirty.is_empty() {
+                        flush.as_mut().reset(tokio::time::Instant::now() + coalesce);
+                        armed = true;
+                    }
+                }
+                _ = &mut flush, if armed => {
+                    armed = false;
+                    self.flush();
                 }
                 _ = tick.tick() => self.tick(Instant::now()),
             }
@@ -200,6 +241,15 @@ impl Shard {
         tracing::debug!(shard = self.index, "chat shard stopped");
     }
 
+    /// Sends what the rooms touched since the last flush have outgoing.
+    fn flush(&mut self) {
+        for name in std::mem::take(&mut self.dirty) {
+            if let Some(Slot::Ready(room)) = self.rooms.get_mut(&name) {
+                room.flush_outgoing();
+            }
+        }
+    }
+
     fn handle(&mut self, command: Command) {
         let name = command.room().to_owned();
         if let Command::Loaded { seed, .. } = command {
@@ -207,7 +257,11 @@ impl Shard {
         }
         match self.rooms.get_mut(&name) {
             Some(Slot::Ready(room)) => {
-                if let Some(record) = room.handle(command, self.bridge.as_ref()) {
+                let record = room.handle(command, self.bridge.as_ref());
+                if !room.outgoing.is_empty() && !self.dirty.contains(&name) {
+                    self.dirty.push(name);
+                }
+                if let Some(record) = record {
                     self.persist(record);
                 }
             }
@@ -271,6 +325,8 @@ impl Shard {
             presence_sent: (0, 0),
             remote_presence: (0, 0),
             empty_since: None,
+            outgoing: Vec::new(),
+            coalesce: self.config.coalesce_ms > 0,
         });
         if let Some(bridge) = &self.bridge {
             bridge.note(BridgeCommand::Subscribe(name.clone()));
@@ -280,6 +336,7 @@ impl Shard {
                 self.persist(record);
             }
         }
+        room.flush_outgoing();
         metrics::gauge!("aether_chat_rooms").increment(1.0);
         self.rooms.insert(name, Slot::Ready(room));
     }
@@ -302,6 +359,7 @@ impl Shard {
                 });
             }
             room.broadcast_presence(presence);
+            room.flush_outgoing();
             room.timeouts.retain(|_, until| *until > now);
             let slow = room.slow;
             room.last_sent.retain(|_, at| now.saturating_duration_since(*at) < slow);
@@ -339,7 +397,7 @@ impl Room {
             Command::Moderate { conn, actor, action, .. } => return self.moderate(conn, &actor, action, bridge),
             Command::Notice { text, .. } => {
                 let frame = protocol::notice(&self.name, &text);
-                self.broadcast(&frame, None);
+                self.broadcast(&frame);
                 self.publish(bridge, RemoteEvent::Notice { text });
             }
             Command::SetModerator { user, moderator, .. } => {
@@ -373,37 +431,39 @@ impl Room {
                     self.history.retain(|entry| entry.id != parsed);
                 }
                 let frame = protocol::deleted(&self.name, &id);
-                self.broadcast(&frame, None);
+                self.broadcast(&frame);
             }
             RemoteEvent::Notice { text } => {
                 let frame = protocol::notice(&self.name, &text);
-                self.broadcast(&frame, None);
+                self.broadcast(&frame);
             }
             RemoteEvent::Ban { user, notice } => {
                 self.timeouts.remove(&user);
                 self.banned.insert(user);
-                self.broadcast(&protocol::notice(&self.name, &notice), None);
+                self.broadcast(&protocol::notice(&self.name, &notice));
             }
             RemoteEvent::Unban { user, notice } => {
                 self.timeouts.remove(&user);
                 self.banned.remove(&user);
-                self.broadcast(&protocol::notice(&self.name, &notice), None);
+                self.broadcast(&protocol::notice(&self.name, &notice));
             }
             RemoteEvent::Timeout { user, seconds, notice } => {
                 self.timeouts.insert(user, Instant::now() + Duration::from_secs(seconds.min(MAX_TIMEOUT_SECS)));
                 let frame = protocol::notice(&self.name, &notice);
-                self.broadcast(&frame, None);
+                self.broadcast(&frame);
             }
             RemoteEvent::Slow { seconds, notice } => {
                 self.slow = Duration::from_secs(seconds.min(MAX_SLOW_SECS));
                 let frame = protocol::notice(&self.name, &notice);
-                self.broadcast(&frame, None);
+                self.broadcast(&frame);
             }
             RemoteEvent::Moderator { user, moderator } => self.set_moderator(user, moderator),
         }
     }
 
     fn join(&mut self, member: Member, since: Option<String>) {
+        // What is outgoing is already in the history the joiner gets: send it to the others first.
+        self.flush_outgoing();
         let (history, recovered) = match since.as_deref().map(MessageId::parse) {
             None => (self.history.iter().map(|entry| entry.frame.clone()).collect::<Vec<_>>(), None),
             Some(since) => match since {
@@ -574,29 +634,48 @@ impl Room {
             self.history.pop_front();
         }
         metrics::counter!("aether_chat_messages_total").increment(1);
-        match (own, origin) {
-            (Some(own), Some(conn)) => {
-                self.broadcast(&shared, Some(conn));
-                if let Some(sender) = self.members.get(&conn) {
-                    reply(sender, own);
-                }
-            }
-            _ => self.broadcast(&shared, None),
+        let sender = match (own, origin) {
+            (Some(own), Some(conn)) => Some((conn, wire::text(&own))),
+            _ => None,
+        };
+        self.queue(Outgoing { frame: wire::text(&shared), sender });
+    }
+
+    /// Sends `frame` to every member at the next flush.
+    fn broadcast(&mut self, frame: &Bytes) {
+        self.queue(Outgoing { frame: wire::text(frame), sender: None });
+    }
+
+    fn queue(&mut self, outgoing: Outgoing) {
+        self.outgoing.push(outgoing);
+        if !self.coalesce {
+            self.flush_outgoing();
         }
     }
 
-    /// Queues `frame` to every member (but `except`); members that cannot take it are closed.
-    fn broadcast(&mut self, frame: &Bytes, except: Option<ConnId>) {
+    /// Hands what is outgoing to every member: the same bytes (framed once, joined once) to all
+    /// but the senders among them; members that cannot take it are closed.
+    fn flush_outgoing(&mut self) {
+        if self.outgoing.is_empty() {
+            return;
+        }
+        let outgoing = std::mem::take(&mut self.outgoing);
+        let everyone = joined_frames(outgoing.iter().map(|out| &out.frame));
+        let senders: Vec<ConnId> =
+            outgoing.iter().filter_map(|out| out.sender.as_ref().map(|(conn, _)| *conn)).collect();
         let mut slow = Vec::new();
         let mut delivered = 0u64;
-        // Framed once; every member gets the same bytes.
-        let frame = wire::text(frame);
         for (conn, member) in &self.members {
-            if Some(*conn) == except {
-                continue;
-            }
-            if member.control.push(frame.clone()) {
-                delivered += 1;
+            let batch = if senders.contains(conn) {
+                joined_frames(outgoing.iter().map(|out| match &out.sender {
+                    Some((sender, own)) if sender == conn => own,
+                    _ => &out.frame,
+                }))
+            } else {
+                everyone.clone()
+            };
+            if member.control.push(batch) {
+                delivered += outgoing.len() as u64;
             } else {
                 member.control.close(CloseReason::SlowConsumer);
                 slow.push(*conn);
@@ -625,7 +704,7 @@ impl Room {
         self.presence_sent = now;
         presence.insert(self.name.clone(), now.0);
         let frame = protocol::presence(&self.name, now.0, now.1);
-        self.broadcast(&frame, None);
+        self.broadcast(&frame);
     }
 
     fn moderate(
@@ -680,7 +759,7 @@ impl Room {
                     .and_then(|at| self.history.remove(at))
                     .map(|entry| entry.author);
                 let frame = protocol::deleted(&self.name, &id);
-                self.broadcast(&frame, None);
+                self.broadcast(&frame);
                 self.publish(bridge, RemoteEvent::Deleted { id: id.clone() });
                 ModerationAction::Delete { id, author }
             }
@@ -688,7 +767,7 @@ impl Room {
                 let seconds = seconds.clamp(1, MAX_TIMEOUT_SECS);
                 self.timeouts.insert(user.clone(), now + Duration::from_secs(seconds));
                 let notice = format!("{user} was timed out for {seconds} s");
-                self.broadcast(&protocol::notice(&self.name, &notice), None);
+                self.broadcast(&protocol::notice(&self.name, &notice));
                 self.publish(bridge, RemoteEvent::Timeout { user: user.clone(), seconds, notice });
                 ModerationAction::Timeout { user, seconds }
             }
@@ -696,7 +775,7 @@ impl Room {
                 self.banned.insert(user.clone());
                 self.timeouts.remove(&user);
                 let notice = format!("{user} was banned");
-                self.broadcast(&protocol::notice(&self.name, &notice), None);
+                self.broadcast(&protocol::notice(&self.name, &notice));
                 self.publish(bridge, RemoteEvent::Ban { user: user.clone(), notice });
                 ModerationAction::Ban { user }
             }
@@ -704,7 +783,7 @@ impl Room {
                 self.banned.remove(&user);
                 self.timeouts.remove(&user);
                 let notice = format!("{user} was unbanned");
-                self.broadcast(&protocol::notice(&self.name, &notice), None);
+                self.broadcast(&protocol::notice(&self.name, &notice));
                 self.publish(bridge, RemoteEvent::Unban { user: user.clone(), notice });
                 ModerationAction::Unban { user }
             }
@@ -717,7 +796,7 @@ impl Room {
                     format!("slow mode: one message every {seconds} s")
                 };
                 let frame = protocol::notice(&self.name, &text);
-                self.broadcast(&frame, None);
+                self.broadcast(&frame);
                 ModerationAction::Slow { seconds }
             }
         };

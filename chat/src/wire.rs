@@ -57,14 +57,20 @@ pub fn close_frame(code: u16, reason: &str) -> Bytes {
     frame(OP_CLOSE, &payload)
 }
 
-/// The payload of a server frame made by `text` (for tests and tools reading the outbox).
-pub fn payload(frame: &[u8]) -> &[u8] {
-    match frame.get(1).map(|b| b & 0x7f) {
-        Some(126) => &frame[4..],
-        Some(127) => &frame[10..],
-        Some(_) => &frame[2..],
-        None => &[],
+/// The payloads of the server frames in `bytes` (an outbox entry may hold several), for tests
+/// and tools reading an outbox.
+pub fn payloads(mut bytes: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    while bytes.len() >= 2 {
+        let (len, header) = match bytes[1] & 0x7f {
+            126 => (usize::from(u16::from_be_bytes([bytes[2], bytes[3]])), 4),
+            127 => (u64::from_be_bytes(bytes[2..10].try_into().expect("8 bytes")) as usize, 10),
+            short => (usize::from(short), 2),
+        };
+        out.push(&bytes[header..header + len]);
+        bytes = &bytes[header + len..];
     }
+    out
 }
 
 /// What the client sent, message by message.
@@ -253,10 +259,12 @@ mod tests {
             let body = vec![b'a'; len];
             let frame = text(&body);
             assert_eq!(frame[0], 0x81);
-            assert_eq!(payload(&frame), &body[..], "{len}");
+            assert_eq!(payloads(&frame), vec![&body[..]], "{len}");
         }
         assert_eq!(&close_frame(1008, "x")[..], &[0x88, 3, 0x03, 0xf0, b'x']);
         assert_eq!(&pong(b"hi")[..], &[0x8a, 2, b'h', b'i']);
+        let two = [text(b"a"), text(&[b'b'; 300])].concat();
+        assert_eq!(payloads(&two), vec![&b"a"[..], &[b'b'; 300][..]]);
     }
 
     #[test]

@@ -8,7 +8,6 @@ use aether_chat::{
     BoxFuture, ChatConfig, ChatUser, CloseReason, Control, Directory, Hub, ModerationAction, ModerationRecord,
     RoomSeed, Session,
 };
-use bytes::Bytes;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -55,7 +54,7 @@ fn user(id: i64, name: &str) -> Option<ChatUser> {
 struct Client {
     session: Session,
     inbox: Arc<Control>,
-    queued: std::collections::VecDeque<Bytes>,
+    queued: std::collections::VecDeque<Value>,
 }
 
 impl Client {
@@ -69,11 +68,13 @@ impl Client {
         while self.queued.is_empty() {
             let mut batch = Vec::new();
             tokio::time::timeout(Duration::from_secs(5), self.inbox.pop_many(&mut batch, 64)).await.expect("a frame");
-            self.queued.extend(batch);
+            for entry in batch {
+                assert_eq!(entry[0], 0x81, "whole text frames");
+                let frames = aether_chat::wire::payloads(&entry);
+                self.queued.extend(frames.into_iter().map(|frame| serde_json::from_slice::<Value>(frame).unwrap()));
+            }
         }
-        let frame = self.queued.pop_front().unwrap();
-        assert_eq!(frame[0], 0x81, "a whole text frame");
-        serde_json::from_slice(aether_chat::wire::payload(&frame)).unwrap()
+        self.queued.pop_front().unwrap()
     }
 
     async fn send(&mut self, frame: Value) {
@@ -300,4 +301,40 @@ async fn a_member_that_never_reads_is_closed_while_the_others_keep_getting_messa
         talker.next("msg").await;
     }
     assert_eq!(control.reason(), Some(CloseReason::SlowConsumer));
+}
+
+#[tokio::test]
+async fn a_window_of_messages_reaches_each_member_as_one_write_in_order_with_the_senders_own_copies() {
+    let (hub, _) = start(ChatConfig { coalesce_ms: 200, messages_per_second: 100.0, ..config() });
+    let mut alice = Client::new(&hub, user(1, "alice"));
+    let mut bob = Client::new(&hub, user(2, "bob"));
+    let mut viewer = Client::new(&hub, None);
+    for client in [&mut alice, &mut bob, &mut viewer] {
+        client.join("lobby").await;
+    }
+    // Let the presence changes of those joins go out first.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for client in [&mut alice, &mut bob, &mut viewer] {
+        let mut drained = Vec::new();
+        client.inbox.try_pop_many(&mut drained, usize::MAX);
+    }
+    alice.send(serde_json::json!({"type": "send", "room": "lobby", "text": "one", "nonce": "a1"})).await;
+    bob.send(serde_json::json!({"type": "send", "room": "lobby", "text": "two", "nonce": "b1"})).await;
+    alice.send(serde_json::json!({"type": "send", "room": "lobby", "text": "three"})).await;
+    let mut entries = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), viewer.inbox.pop_many(&mut entries, 64)).await.unwrap();
+    assert_eq!(entries.len(), 1, "one queue entry (one write) for the window");
+    let texts: Vec<Value> = aether_chat::wire::payloads(&entries[0])
+        .into_iter()
+        .map(|frame| serde_json::from_slice::<Value>(frame).unwrap()["text"].clone())
+        .collect();
+    assert_eq!(texts, ["one", "two", "three"]);
+    // Each sender gets the same window with its own copies (nonces) in their places.
+    let mine: Vec<(Value, Value)> = (0..3)
+        .map(|_| futures_util::FutureExt::now_or_never(alice.recv()).expect("queued already"))
+        .map(|frame| (frame["text"].clone(), frame["nonce"].clone()))
+        .collect();
+    assert_eq!(mine, [("one".into(), "a1".into()), ("two".into(), Value::Null), ("three".into(), Value::Null)]);
+    assert_eq!(bob.next("msg").await["nonce"], Value::Null);
+    assert_eq!(bob.next("msg").await["nonce"], "b1");
 }

@@ -164,20 +164,14 @@ pub async fn socket(
 }
 
 async fn serve(stream: TokioIo<Upgraded>, hub: Hub, user: Option<ChatUser>, stopping: CancellationToken) {
-    let coalesce = Duration::from_millis(hub.config().coalesce_ms);
     let (mut session, control) = Session::new(hub, user);
     let (reader, writer) = tokio::io::split(stream);
-    tokio::join!(write_frames(writer, &control, coalesce, &stopping), read_frames(reader, &mut session, &control));
+    tokio::join!(write_frames(writer, &control, &stopping), read_frames(reader, &mut session, &control));
     session.close().await;
 }
 
 /// Drains the outbox until the connection closes, a batch per write; then the close frame.
-async fn write_frames(
-    mut socket: WriteHalf<TokioIo<Upgraded>>,
-    control: &Control,
-    coalesce: Duration,
-    stopping: &CancellationToken,
-) {
+async fn write_frames(mut socket: WriteHalf<TokioIo<Upgraded>>, control: &Control, stopping: &CancellationToken) {
     let mut batch = Vec::new();
     loop {
         tokio::select! {
@@ -187,15 +181,6 @@ async fn write_frames(
                 control.close(CloseReason::Shutdown);
                 break;
             }
-        }
-        if !coalesce.is_zero() {
-            // Let a burst gather so that it goes out in one write.
-            tokio::select! {
-                _ = tokio::time::sleep(coalesce) => {}
-                _ = control.closed() => {}
-            }
-            let room = WRITE_BATCH.saturating_sub(batch.len());
-            control.try_pop_many(&mut batch, room);
         }
         if control.reason().is_some() {
             break;
