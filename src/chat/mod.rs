@@ -44,7 +44,7 @@ const WRITE_BATCH: usize = 256;
 /// (1009).
 const HARD_FRAME_LIMIT: usize = 64 * 1024;
 /// Bytes read at once.
-const READ_CHUNK: usize = 512;
+const READ_CHUNK: usize = 256;
 /// How long the last frames (and the close frame) may take to leave.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
