@@ -57,6 +57,17 @@ async function signIn(context, username, password = 'correct horse battery', nex
 }
 
 const messages = (p) => p.locator('.chat-log li.msg');
+
+/// The chatter says `text`; the owner picks `action` from that message's menu on the dashboard.
+async function moderateFromDashboard(text, action) {
+  await chatter.getByLabel('Chat message', { exact: true }).fill(text);
+  await chatter.getByLabel('Chat message', { exact: true }).press('Enter');
+  const line = dashboard.locator('.chat-log li.msg', { hasText: text });
+  await line.waitFor();
+  await line.hover();
+  await line.getByRole('button', { name: /Moderate the message/ }).click();
+  await line.getByRole('menuitem', { name: action }).click();
+}
 const presence = async (p) => Number((await p.locator('.chat-presence').textContent()).split(' ')[0]);
 
 let viewer; // anonymous
@@ -213,14 +224,7 @@ test('the dashboard shows the channel live with its bitrate, and the owner’s d
   assert.equal(await messages(chatter).locator('.msg-menu').count(), 0);
 
   // A ban from the message menu: the banned user's next message is refused with a toast.
-  const next = `one more from the chatter ${Date.now()}`;
-  await chatter.getByLabel('Chat message', { exact: true }).fill(next);
-  await chatter.getByLabel('Chat message', { exact: true }).press('Enter');
-  const line = dashboard.locator('.chat-log li.msg', { hasText: next });
-  await line.waitFor();
-  await line.hover();
-  await line.getByRole('button', { name: /Moderate the message/ }).click();
-  await line.getByRole('menuitem', { name: 'Ban e2e_chatter' }).click();
+  await moderateFromDashboard(`one more from the chatter ${Date.now()}`, 'Ban e2e_chatter');
   await viewer.locator('.chat-log li.notice', { hasText: /e2e_chatter/ }).waitFor({ timeout: 10000 });
   await chatter.getByLabel('Chat message', { exact: true }).fill('am I banned?');
   await chatter.getByLabel('Chat message', { exact: true }).press('Enter');
@@ -258,14 +262,7 @@ test('the dashboard edits the stream info and the moderators; a moderator’s ti
   ws.send(JSON.stringify({ type: 'unban', room: CHANNEL, user: 'e2e_chatter' }));
   await viewer.locator('.chat-log li.notice', { hasText: /unbanned/ }).waitFor({ timeout: 10000 });
   ws.close();
-  const text = `before the timeout ${Date.now()}`;
-  await chatter.getByLabel('Chat message', { exact: true }).fill(text);
-  await chatter.getByLabel('Chat message', { exact: true }).press('Enter');
-  const line = dashboard.locator('.chat-log li.msg', { hasText: text });
-  await line.waitFor();
-  await line.hover();
-  await line.getByRole('button', { name: /Moderate the message/ }).click();
-  await line.getByRole('menuitem', { name: 'Time out 10 minutes' }).click();
+  await moderateFromDashboard(`before the timeout ${Date.now()}`, 'Time out 10 minutes');
   await viewer.locator('.chat-log li.notice', { hasText: /timed out/ }).waitFor({ timeout: 10000 });
   await chatter.getByLabel('Chat message', { exact: true }).fill('still here?');
   await chatter.getByLabel('Chat message', { exact: true }).press('Enter');

@@ -91,6 +91,21 @@ function copyButton(label: string, value: () => string): HTMLButtonElement {
   return button;
 }
 
+/// A "Delete" button that asks first, deletes `path` and then reloads its list.
+function deleteButton(question: string, path: string, reload: () => Promise<void>): HTMLButtonElement {
+  const button = h('button', { type: 'button', class: 'danger small' }, 'Delete');
+  button.addEventListener('click', async () => {
+    if (!confirm(question)) return;
+    try {
+      await api('DELETE', path);
+      await reload();
+    } catch (error) {
+      fail(error);
+    }
+  });
+  return button;
+}
+
 function card(title: string, ...content: (Node | string | null)[]): HTMLElement {
   const id = `card-${title.toLowerCase().replace(/[^a-z]+/g, '-')}`;
   return h('section', { class: 'panel', 'aria-labelledby': id }, h('h2', { id }, title), ...content);
@@ -254,16 +269,7 @@ async function channelDashboard(main: HTMLElement, initial: Channel, info: Serve
         visibility.value = vod.visibility;
       }
     });
-    const remove = h('button', { type: 'button', class: 'danger small' }, 'Delete');
-    remove.addEventListener('click', async () => {
-      if (!confirm(`Delete “${vod.title || vod.id}” and its recording?`)) return;
-      try {
-        await api('DELETE', `/api/v1/vods/${vod.id}`);
-        await loadVods();
-      } catch (error) {
-        fail(error);
-      }
-    });
+    const remove = deleteButton(`Delete “${vod.title || vod.id}” and its recording?`, `/api/v1/vods/${vod.id}`, loadVods);
     return h(
       'li',
       {},
@@ -278,16 +284,7 @@ async function channelDashboard(main: HTMLElement, initial: Channel, info: Serve
     clipList.replaceChildren(
       ...(clips.length
         ? clips.map((clip) => {
-            const remove = h('button', { type: 'button', class: 'danger small' }, 'Delete');
-            remove.addEventListener('click', async () => {
-              if (!confirm('Delete this clip?')) return;
-              try {
-                await api('DELETE', `/api/v1/clips/${clip.id}`);
-                await loadClips();
-              } catch (error) {
-                fail(error);
-              }
-            });
+            const remove = deleteButton('Delete this clip?', `/api/v1/clips/${clip.id}`, loadClips);
             return h(
               'li',
               {},

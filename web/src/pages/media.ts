@@ -6,19 +6,21 @@ import { createPlayer } from '../player';
 import { toast } from '../toast';
 import type { Cleanup } from '../nav';
 
-function notFound(main: HTMLElement, what: string): void {
-  document.title = 'Not found · Aether';
-  main.append(h('section', { class: 'empty' }, h('h1', {}, `This ${what} does not exist or is private`), link('/', {}, 'Go home')));
+/// The VOD or clip at `path`, or `undefined` after saying on the page that there is none.
+async function load<T>(main: HTMLElement, path: string, what: string): Promise<T | undefined> {
+  try {
+    return await api<T>('GET', path);
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 404)) throw error;
+    document.title = 'Not found · Aether';
+    main.append(h('section', { class: 'empty' }, h('h1', {}, `This ${what} does not exist or is private`), link('/', {}, 'Go home')));
+    return undefined;
+  }
 }
 
 export async function vodPage(main: HTMLElement, id: string): Promise<Cleanup | void> {
-  let vod: Vod;
-  try {
-    vod = await api<Vod>('GET', `/api/v1/vods/${id}`);
-  } catch (error) {
-    if (error instanceof ApiError && error.status === 404) return notFound(main, 'video');
-    throw error;
-  }
+  const vod = await load<Vod>(main, `/api/v1/vods/${id}`, 'video');
+  if (!vod) return;
   const user = await me();
   document.title = `${vod.title || vod.channel} · Aether`;
   const player = createPlayer({ src: vod.playback_url, live: false, poster: vod.thumbnail_url });
@@ -68,13 +70,9 @@ export async function vodPage(main: HTMLElement, id: string): Promise<Cleanup | 
 }
 
 export async function clipPage(main: HTMLElement, id: string): Promise<Cleanup | void> {
-  let clip: Clip;
-  try {
-    clip = await api<Clip>('GET', `/api/v1/clips/${id}`);
-  } catch (error) {
-    if (error instanceof ApiError && error.status === 404) return notFound(main, 'clip');
-    throw error;
-  }
+  const found = await load<Clip>(main, `/api/v1/clips/${id}`, 'clip');
+  if (!found) return;
+  let clip = found;
   document.title = `${clip.title || `Clip of ${clip.channel}`} · Aether`;
   const stage = h('div', { class: 'stage' });
   const actions = h('div', { class: 'actions' });
