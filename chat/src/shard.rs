@@ -661,12 +661,16 @@ impl Room {
         }
         let outgoing = std::mem::take(&mut self.outgoing);
         let everyone = joined_frames(outgoing.iter().map(|out| &out.frame));
-        let senders: Vec<ConnId> =
+        // Sorted, so that each member is told apart from the senders in log time: a busy room
+        // has many members and a window may hold many senders.
+        let mut senders: Vec<ConnId> =
             outgoing.iter().filter_map(|out| out.sender.as_ref().map(|(conn, _)| *conn)).collect();
+        senders.sort_unstable();
+        senders.dedup();
         let mut slow = Vec::new();
         let mut delivered = 0u64;
         for (conn, member) in &self.members {
-            let batch = if senders.contains(conn) {
+            let batch = if senders.binary_search(conn).is_ok() {
                 joined_frames(outgoing.iter().map(|out| match &out.sender {
                     Some((sender, own)) if sender == conn => own,
                     _ => &out.frame,
