@@ -33,24 +33,13 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from live_ingest import BINARY, CACHE, ROOT, cpu_seconds, serve, stop  # noqa: E402
+from live_ingest import BINARY, ROOT, cpu_seconds, serve, source_flv, stop  # noqa: E402
 
 LADDER = [("720p", 1280, 720, 3000), ("480p", 854, 480, 1400), ("360p", 640, 360, 800)]
 
 
 def source_1080p():
-    os.makedirs(CACHE, exist_ok=True)
-    path = os.path.join(CACHE, "source-1080p30.flv")
-    if not os.path.exists(path):
-        print("encoding the 60 s 1080p source once ...", flush=True)
-        subprocess.run(
-            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-             "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-             "-t", "60", "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-bf", "2",
-             "-b:v", "6000k", "-maxrate", "6000k", "-bufsize", "12000k", "-g", "60", "-keyint_min", "60", "-sc_threshold", "0",
-             "-pix_fmt", "yuv420p", "-c:a", "aac", "-ar", "48000", "-ac", "2", "-b:a", "128k", "-f", "flv", path],
-            check=True)
-    return path
+    return source_flv(1920, 1080, 6000)
 
 
 class Aether:

@@ -56,17 +56,20 @@ def rss_mb(pid):
     return 0.0
 
 
-def source_flv():
-    """The pre-encoded input, made once and cached outside the repo."""
+def source_flv(width=1280, height=720, kbps=2500):
+    """The pre-encoded input (30 fps, 60 s, 2 s GOPs with B-frames), made once and cached outside
+    the repo."""
     os.makedirs(CACHE, exist_ok=True)
-    path = os.path.join(CACHE, "source-720p30.flv")
+    path = os.path.join(CACHE, f"source-{height}p30.flv")
     if not os.path.exists(path):
-        print("encoding the 60 s source once ...", flush=True)
+        print(f"encoding the 60 s {height}p source once ...", flush=True)
         subprocess.run(
             ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-             "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+             "-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=30",
+             "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
              "-t", "60", "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-bf", "2",
-             "-b:v", "2500k", "-maxrate", "2500k", "-bufsize", "5000k", "-g", "60", "-keyint_min", "60", "-sc_threshold", "0",
+             "-b:v", f"{kbps}k", "-maxrate", f"{kbps}k", "-bufsize", f"{2 * kbps}k",
+             "-g", "60", "-keyint_min", "60", "-sc_threshold", "0",
              "-pix_fmt", "yuv420p", "-c:a", "aac", "-ar", "48000", "-ac", "2", "-b:a", "128k", "-f", "flv", path],
             check=True)
     return path
