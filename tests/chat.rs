@@ -500,3 +500,43 @@ async fn the_websocket_layer_follows_rfc_6455_and_closes_broken_clients_alone() 
     assert_eq!(bystander.next("msg").await["text"], "still here");
     app.stop().await;
 }
+
+/// The next chat message's text at a raw client, skipping other frames.
+async fn next_text(raw: &mut RawWs) -> String {
+    loop {
+        let (opcode, payload) = raw.next().await.expect("the socket is open");
+        let frame: Value = serde_json::from_slice(&payload).unwrap_or(Value::Null);
+        if opcode == 0x1 && frame["type"] == "msg" {
+            return frame["text"].as_str().unwrap().to_owned();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_connection_gets_a_write_per_window_and_a_quiet_one_gets_its_frame_at_once() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |config| config.chat.coalesce_ms = 1000).await.unwrap();
+    let owner = app.signup("pacer").await;
+    app.create_channel(&owner, "pace_tv").await;
+    let mut reader = RawWs::connect(&app).await;
+    reader.send(0x81, json!({"type": "join", "room": "pace_tv"}).to_string().as_bytes(), true).await;
+    let mut talker = Ws::connect(&app, Some(&owner)).await;
+    talker.join("pace_tv").await;
+    // Let the writes of the joins (history, presence) and their windows pass.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Quiet: nothing written for longer than the window, so the frame leaves at once.
+    let sent = std::time::Instant::now();
+    talker.send(json!({"type": "send", "room": "pace_tv", "text": "first"})).await;
+    assert_eq!(next_text(&mut reader).await, "first");
+    assert!(sent.elapsed() < Duration::from_millis(700), "a quiet connection's frame is not held back");
+
+    // Busy: what follows within the window waits for it, and leaves as one write.
+    let written = std::time::Instant::now();
+    talker.send(json!({"type": "send", "room": "pace_tv", "text": "second"})).await;
+    talker.send(json!({"type": "send", "room": "pace_tv", "text": "third"})).await;
+    assert_eq!(next_text(&mut reader).await, "second");
+    assert!(written.elapsed() >= Duration::from_millis(800), "held for the window: {:?}", written.elapsed());
+    assert!(!reader.buffered.is_empty(), "the third message came in the same write as the second");
+    assert_eq!(next_text(&mut reader).await, "third");
+    app.stop().await;
+}

@@ -23,14 +23,15 @@ pub struct ChatConfig {
     pub joins_per_second: f64,
     pub max_rooms_per_connection: usize,
     pub max_connections_per_ip: usize,
-    /// Writes queued for one connection (a reply, or one flush of a room's frames) before it
+    /// Frames queued for one connection (a reply, or a batch of a room's frames) before it
     /// counts as a slow consumer and is closed.
     pub outbox_frames: usize,
     /// Limit violations within a minute after which the socket is closed.
     pub max_violations_per_minute: u32,
-    /// A room's frames go out together once per this window (0: each at once), so that a busy
-    /// room costs each connection one queue entry, one wakeup and one write per window instead
-    /// of one per message.
+    /// A connection writes at most once per this window (0: no limit): after a write, frames
+    /// queued within the window leave together when it ends, so a busy room costs each
+    /// connection one write per window instead of one per message, while a quiet connection's
+    /// frame leaves at once.
     pub coalesce_ms: u64,
 }
 
@@ -49,7 +50,7 @@ impl Default for ChatConfig {
             max_connections_per_ip: 200,
             outbox_frames: 512,
             max_violations_per_minute: 30,
-            coalesce_ms: 10,
+            coalesce_ms: 40,
         }
     }
 }

@@ -107,22 +107,27 @@ impl CloseReason {
 /// A connection's outbox (whole WebSocket frames, ready to write: see `wire`) and the switch that
 /// lets the hub close a connection it cannot serve. One per connection, shared by its session,
 /// its room memberships and its writer. The queue is bounded; it holds no memory while empty.
+/// Plain atomics and `Notify`s: a push (once per member per broadcast) takes one uncontended
+/// lock and wakes nobody while the writer is not waiting.
 #[derive(Debug)]
 pub struct Control {
-    token: CancellationToken,
+    /// 0 while open, else the `CloseReason`.
     reason: AtomicU8,
     queue: Mutex<VecDeque<Bytes>>,
+    /// Wakes the writer: frames queued, or the connection closed.
     ready: Notify,
+    /// Wakes whoever waits in `closed()`.
+    closing: Notify,
     capacity: usize,
 }
 
 impl Control {
     pub fn new(capacity: usize) -> Self {
         Control {
-            token: CancellationToken::new(),
             reason: AtomicU8::new(0),
             queue: Mutex::new(VecDeque::new()),
             ready: Notify::new(),
+            closing: Notify::new(),
             capacity,
         }
     }
@@ -130,25 +135,31 @@ impl Control {
     /// Queues a frame for the writer; `false` when the queue is full (a slow consumer). Frames
     /// for a closed connection are dropped.
     pub fn push(&self, frame: Bytes) -> bool {
-        if self.token.is_cancelled() {
+        if self.is_closed() {
             return true;
         }
-        {
+        let was_empty = {
             let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             if queue.len() >= self.capacity {
                 return false;
             }
             queue.push_back(frame);
+            queue.len() == 1
+        };
+        // Onto a queue that was not empty, the writer has been woken already and has yet to take
+        // what is there (it takes everything under this lock): no need to wake it again.
+        if was_empty {
+            self.ready.notify_one();
         }
-        self.ready.notify_one();
         true
     }
 
-    /// Waits for queued frames and moves up to `limit` of them into `out` (for the one writer).
+    /// Waits for queued frames and moves up to `limit` of them into `out` (for the one writer);
+    /// 0 once the connection is closed and nothing is queued.
     pub async fn pop_many(&self, out: &mut Vec<Bytes>, limit: usize) -> usize {
         loop {
             let taken = self.try_pop_many(out, limit);
-            if taken > 0 {
+            if taken > 0 || self.is_closed() {
                 return taken;
             }
             self.ready.notified().await;
@@ -167,13 +178,29 @@ impl Control {
         taken
     }
 
+    /// Closes the connection (the first reason given is kept) and wakes its writer and readers.
     pub fn close(&self, reason: CloseReason) {
         let _ = self.reason.compare_exchange(0, reason as u8, Ordering::AcqRel, Ordering::Acquire);
-        self.token.cancel();
+        self.ready.notify_one();
+        self.closing.notify_waiters();
     }
 
-    pub fn closed(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
-        self.token.cancelled()
+    pub fn is_closed(&self) -> bool {
+        self.reason.load(Ordering::Acquire) != 0
+    }
+
+    /// Resolves once the connection is closed.
+    pub async fn closed(&self) {
+        loop {
+            let notified = self.closing.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so that a close in between is not missed.
+            notified.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     pub fn reason(&self) -> Option<CloseReason> {

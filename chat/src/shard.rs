@@ -133,11 +133,9 @@ struct Room {
     /// Members and users on other nodes (from the bridge).
     remote_presence: (usize, usize),
     empty_since: Option<Instant>,
-    /// Frames for every member, held until the shard's next flush (`chat.coalesce_ms`), so
-    /// that a busy room costs each connection one queue entry and one write per flush.
+    /// Frames for every member, held until the shard has handled the batch of commands at
+    /// hand, so that a busy room costs each connection one queue entry per batch.
     outgoing: Vec<Outgoing>,
-    /// `false`: flush at once (`chat.coalesce_ms = 0`).
-    coalesce: bool,
 }
 
 /// A frame (whole, see `wire`) for every member; its sender, if any, gets its own copy instead
@@ -204,10 +202,6 @@ impl Shard {
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(Duration::from_millis(self.config.presence_interval_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let coalesce = Duration::from_millis(self.config.coalesce_ms);
-        let flush = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(flush);
-        let mut armed = false;
         let mut batch = Vec::with_capacity(64);
         loop {
             tokio::select! {
@@ -219,13 +213,6 @@ impl Shard {
                     for command in batch.drain(..) {
                         self.handle(command);
                     }
-                    if !armed && !self.dirty.is_empty() {
-                        flush.as_mut().reset(tokio::time::Instant::now() + coalesce);
-                        armed = true;
-                    }
-                }
-                _ = &mut flush, if armed => {
-                    armed = false;
                     self.flush();
                 }
                 _ = tick.tick() => self.tick(Instant::now()),
@@ -241,7 +228,7 @@ impl Shard {
         tracing::debug!(shard = self.index, "chat shard stopped");
     }
 
-    /// Sends what the rooms touched since the last flush have outgoing.
+    /// Sends what the rooms touched by the last batch of commands have outgoing.
     fn flush(&mut self) {
         for name in std::mem::take(&mut self.dirty) {
             if let Some(Slot::Ready(room)) = self.rooms.get_mut(&name) {
@@ -326,7 +313,6 @@ impl Shard {
             remote_presence: (0, 0),
             empty_since: None,
             outgoing: Vec::new(),
-            coalesce: self.config.coalesce_ms > 0,
         });
         if let Some(bridge) = &self.bridge {
             bridge.note(BridgeCommand::Subscribe(name.clone()));
@@ -641,16 +627,13 @@ impl Room {
         self.queue(Outgoing { frame: wire::text(&shared), sender });
     }
 
-    /// Sends `frame` to every member at the next flush.
+    /// Sends `frame` to every member at the shard's next flush.
     fn broadcast(&mut self, frame: &Bytes) {
         self.queue(Outgoing { frame: wire::text(frame), sender: None });
     }
 
     fn queue(&mut self, outgoing: Outgoing) {
         self.outgoing.push(outgoing);
-        if !self.coalesce {
-            self.flush_outgoing();
-        }
     }
 
     /// Hands what is outgoing to every member: the same bytes (framed once, joined once) to all

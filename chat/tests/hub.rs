@@ -304,8 +304,10 @@ async fn a_member_that_never_reads_is_closed_while_the_others_keep_getting_messa
 }
 
 #[tokio::test]
-async fn a_window_of_messages_reaches_each_member_as_one_write_in_order_with_the_senders_own_copies() {
-    let (hub, _) = start(ChatConfig { coalesce_ms: 200, messages_per_second: 100.0, ..config() });
+async fn a_batch_of_messages_reaches_each_member_as_one_entry_in_order_with_the_senders_own_copies() {
+    // One runtime thread: the three sends are queued before the shard runs, so it handles them
+    // as one batch.
+    let (hub, _) = start(ChatConfig { messages_per_second: 100.0, ..config() });
     let mut alice = Client::new(&hub, user(1, "alice"));
     let mut bob = Client::new(&hub, user(2, "bob"));
     let mut viewer = Client::new(&hub, None);
@@ -323,13 +325,13 @@ async fn a_window_of_messages_reaches_each_member_as_one_write_in_order_with_the
     alice.send(serde_json::json!({"type": "send", "room": "lobby", "text": "three"})).await;
     let mut entries = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), viewer.inbox.pop_many(&mut entries, 64)).await.unwrap();
-    assert_eq!(entries.len(), 1, "one queue entry (one write) for the window");
+    assert_eq!(entries.len(), 1, "one queue entry (one write) for the batch");
     let texts: Vec<Value> = aether_chat::wire::payloads(&entries[0])
         .into_iter()
         .map(|frame| serde_json::from_slice::<Value>(frame).unwrap()["text"].clone())
         .collect();
     assert_eq!(texts, ["one", "two", "three"]);
-    // Each sender gets the same window with its own copies (nonces) in their places.
+    // Each sender gets the same batch with its own copies (nonces) in their places.
     let mine: Vec<(Value, Value)> = (0..3)
         .map(|_| futures_util::FutureExt::now_or_never(alice.recv()).expect("queued already"))
         .map(|frame| (frame["text"].clone(), frame["nonce"].clone()))

@@ -164,37 +164,59 @@ pub async fn socket(
 }
 
 async fn serve(stream: TokioIo<Upgraded>, hub: Hub, user: Option<ChatUser>, stopping: CancellationToken) {
+    let window = Duration::from_millis(hub.config().coalesce_ms);
     let (mut session, control) = Session::new(hub, user);
     let (reader, writer) = tokio::io::split(stream);
-    tokio::join!(write_frames(writer, &control, &stopping), read_frames(reader, &mut session, &control));
+    tokio::join!(write_frames(writer, &control, &stopping, window), read_frames(reader, &mut session, &control));
     session.close().await;
 }
 
-/// Drains the outbox until the connection closes, a batch per write; then the close frame.
-async fn write_frames(mut socket: WriteHalf<TokioIo<Upgraded>>, control: &Control, stopping: &CancellationToken) {
+/// Drains the outbox until the connection closes; then the close frame. A write goes out as soon
+/// as there is something to write, and the next one waits for `window` (`chat.coalesce_ms`) to
+/// pass: whatever was queued meanwhile leaves with it, so a busy room costs each connection one
+/// write (and one wakeup) per window instead of one per message, and a quiet one adds no delay.
+async fn write_frames(
+    mut socket: WriteHalf<TokioIo<Upgraded>>,
+    control: &Control,
+    stopping: &CancellationToken,
+    window: Duration,
+) {
     let mut batch = Vec::new();
-    loop {
+    // Made once: waiting on it registers with the server-wide token, which takes its lock.
+    let stop = stopping.cancelled();
+    tokio::pin!(stop);
+    'open: loop {
         tokio::select! {
+            biased;
             _ = control.pop_many(&mut batch, WRITE_BATCH) => {}
-            _ = control.closed() => break,
-            _ = stopping.cancelled() => {
+            _ = &mut stop => {
                 control.close(CloseReason::Shutdown);
                 break;
             }
         }
-        if control.reason().is_some() {
-            break;
+        while !batch.is_empty() {
+            if control.is_closed() {
+                break 'open;
+            }
+            let written = tokio::select! {
+                biased;
+                written = write_batch(&mut socket, &mut batch) => written,
+                // Closed while a write waits on a client that does not read: stop mid-frame,
+                // with no close frame (it could not be told apart from the frame it would land in).
+                _ = control.closed() => return,
+            };
+            if written.is_err() {
+                control.close(CloseReason::Ended);
+                return;
+            }
+            if !window.is_zero() {
+                // A close meanwhile (the shards close every member at shutdown) is seen after it.
+                tokio::time::sleep(window).await;
+            }
+            control.try_pop_many(&mut batch, WRITE_BATCH);
         }
-        let written = tokio::select! {
-            biased;
-            written = write_batch(&mut socket, &mut batch) => written,
-            // Closed while a write waits on a client that does not read: stop mid-frame, with
-            // no close frame (it could not be told apart from the frame it would land in).
-            _ = control.closed() => return,
-        };
-        if written.is_err() {
-            control.close(CloseReason::Ended);
-            return;
+        if control.is_closed() {
+            break;
         }
     }
     let reason = control.reason().unwrap_or(CloseReason::Shutdown);

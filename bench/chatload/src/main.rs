@@ -95,6 +95,8 @@ async fn connect(args: &Args, n: usize, with_token: bool) -> Socket {
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::new(source.into(), 0)).unwrap();
     let stream = socket.connect(args.addr).await.expect("connect");
+    // As browsers do: with Nagle, a publisher's next message would wait for the server's ACK.
+    stream.set_nodelay(true).expect("TCP_NODELAY");
     let path = match (args.protocol, with_token, &args.token) {
         (Protocol::SocketIo, ..) => "/socket.io/?EIO=4&transport=websocket".to_owned(),
         (Protocol::Aether, true, Some(token)) => format!("/ws?token={token}"),
