@@ -175,6 +175,22 @@ async fn two_nodes_on_one_redis_are_one_chat_and_survive_a_redis_restart() {
     })
     .await;
     assert!(summed.is_some(), "node A counts node B's viewer");
+    // A user on both nodes is two connections but one user.
+    let mut alice_b = Ws::connect(&node_b, Some(&alice)).await;
+    alice_b.send(json!({"type": "join", "room": "multi_tv"})).await;
+    alice_b.next("joined").await;
+    // (Each node learns of the other's users at its next heartbeat: a count may be stale for one.)
+    let mut last = Value::Null;
+    for _ in 0..20 {
+        if let Some(presence) = viewer_b.next_within("presence", Duration::from_millis(500)).await {
+            last = presence;
+        }
+        if last["count"] == 3 && last["users"] == 1 {
+            break;
+        }
+    }
+    assert_eq!((&last["count"], &last["users"]), (&json!(3), &json!(1)), "alice is on both nodes, counted once");
+    drop(alice_b);
 
     // Moderation propagates: the owner on A deletes, B sees it.
     alice_a.send(json!({"type": "delete", "room": "multi_tv", "id": own["id"]})).await;

@@ -109,10 +109,19 @@ pub struct PendingMessage {
 #[derive(Debug)]
 pub enum BridgeCommand {
     Send(PendingMessage),
-    Publish { room: String, event: RemoteEvent },
+    Publish {
+        room: String,
+        event: RemoteEvent,
+    },
     Subscribe(String),
     Unsubscribe(String),
-    Presence { room: String, count: usize, users: usize },
+    /// A room's local counts; `names` (the signed-in users present) only when they changed.
+    Presence {
+        room: String,
+        count: usize,
+        users: usize,
+        names: Option<Vec<String>>,
+    },
 }
 
 /// The shards' handle on the bridge.
@@ -137,9 +146,10 @@ impl Bridge {
         })
     }
 
-    /// For commands that matter whether or not Redis is up right now (subscriptions, presence).
-    pub fn note(&self, command: BridgeCommand) {
-        let _ = self.sender.try_send(command);
+    /// For commands that matter whether or not Redis is up right now (subscriptions, presence);
+    /// false when the queue is full.
+    pub fn note(&self, command: BridgeCommand) -> bool {
+        self.sender.try_send(command).is_ok()
     }
 }
 
@@ -153,8 +163,36 @@ pub struct BridgeTask {
     connected: Arc<AtomicBool>,
     route: Router,
     rooms: HashSet<String>,
-    presence: HashMap<String, (usize, usize)>,
+    presence: HashMap<String, LocalPresence>,
 }
+
+/// What this node has of a room, for the other nodes.
+#[derive(Debug, Default)]
+struct LocalPresence {
+    count: usize,
+    users: usize,
+    names: Vec<String>,
+    /// `names` is not in Redis yet.
+    unsent: bool,
+}
+
+impl LocalPresence {
+    fn update(&mut self, count: usize, users: usize, names: Option<Vec<String>>) {
+        (self.count, self.users) = (count, users);
+        if let Some(names) = names {
+            self.names = names;
+            self.unsent = true;
+        }
+    }
+}
+
+/// The key of a node's set of signed-in users in a room (a hash tag keeps a room's keys together).
+fn names_key(room: &str, node: impl std::fmt::Display) -> String {
+    format!("aether:chat:users:{{{room}}}:{node}")
+}
+
+/// How many distinct users the given sets hold together, without moving them to the client.
+const UNION_COUNT_SCRIPT: &str = "return #redis.call('SUNION', unpack(KEYS))";
 
 pub fn bridge(url: String, node: u64, route: Router) -> (Bridge, BridgeTask) {
     let (sender, commands) = mpsc::channel(BRIDGE_QUEUE);
@@ -223,8 +261,8 @@ impl BridgeTask {
                 self.rooms.remove(&room);
                 self.presence.remove(&room);
             }
-            BridgeCommand::Presence { room, count, users } => {
-                self.presence.insert(room, (count, users));
+            BridgeCommand::Presence { room, count, users, names } => {
+                self.presence.entry(room).or_default().update(count, users, names);
             }
             BridgeCommand::Publish { .. } => {}
         }
@@ -238,6 +276,10 @@ impl BridgeTask {
             subscriptions.subscribe(channel(room)).await?;
         }
         let script = redis::Script::new(SEND_SCRIPT);
+        // Redis may have lost them (a restart): send every room's users again.
+        for presence in self.presence.values_mut() {
+            presence.unsent = true;
+        }
         self.connected.store(true, Ordering::Release);
         metrics::gauge!("aether_chat_bridge_connected").set(1.0);
         tracing::info!(node = self.node, rooms = self.rooms.len(), "chat bridge connected to Redis");
@@ -248,6 +290,7 @@ impl BridgeTask {
                 _ = shutdown.cancelled() => {
                     for room in self.presence.keys() {
                         let _: Result<(), _> = conn.hdel(format!("aether:chat:presence:{room}"), self.node).await;
+                        let _: Result<(), _> = conn.del(names_key(room, self.node)).await;
                     }
                     return Ok(());
                 }
@@ -293,9 +336,10 @@ impl BridgeTask {
                             }
                             self.presence.remove(&room);
                             let _: () = conn.hdel(format!("aether:chat:presence:{room}"), self.node).await?;
+                            let _: () = conn.del(names_key(&room, self.node)).await?;
                         }
-                        BridgeCommand::Presence { room, count, users } => {
-                            self.presence.insert(room, (count, users));
+                        BridgeCommand::Presence { room, count, users, names } => {
+                            self.presence.entry(room).or_default().update(count, users, names);
                         }
                     }
                 }
@@ -329,26 +373,52 @@ impl BridgeTask {
         (self.route)(&room, Command::Remote { room: envelope.room, event: envelope.event, id });
     }
 
-    /// Writes this node's counts and reads the other nodes' back, per room with local members.
+    /// Writes this node's counts and users and reads the other nodes' back, per room with local
+    /// members: connections add up; users are counted once however many nodes they are on.
     async fn exchange_presence(&mut self, conn: &mut redis::aio::MultiplexedConnection) -> Result<(), BridgeError> {
         let now = now_ms();
-        for (room, (count, users)) in &self.presence {
+        let union_count = redis::Script::new(UNION_COUNT_SCRIPT);
+        for (room, presence) in &mut self.presence {
             let key = format!("aether:chat:presence:{room}");
-            let _: () = conn.hset(&key, self.node, format!("{count},{users},{}", now + PRESENCE_TTL_MS)).await?;
-            let all: HashMap<String, String> = conn.hgetall(&key).await?;
-            let (mut others, mut other_users) = (0, 0);
+            let own_names = names_key(room, self.node);
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            if presence.unsent {
+                pipe.del(&own_names).ignore();
+                if !presence.names.is_empty() {
+                    pipe.sadd(&own_names, &presence.names).ignore();
+                }
+            }
+            pipe.pexpire(&own_names, PRESENCE_TTL_MS).ignore();
+            pipe.hset(&key, self.node, format!("{},{},{}", presence.count, presence.users, now + PRESENCE_TTL_MS))
+                .ignore();
+            pipe.hgetall(&key);
+            let (all,): (HashMap<String, String>,) = pipe.query_async(conn).await?;
+            presence.unsent = false;
+            let mut others = 0;
+            let mut live = vec![own_names];
             for (node, value) in all {
                 if node == self.node.to_string() {
                     continue;
                 }
                 let fields: Vec<i64> = value.split(',').filter_map(|v| v.parse().ok()).collect();
-                if let [count, users, expires] = fields[..]
+                if let [count, _, expires] = fields[..]
                     && expires > now
                 {
                     others += count.max(0) as usize;
-                    other_users += users.max(0) as usize;
+                    live.push(names_key(room, node));
                 }
             }
+            let distinct: usize = if live.len() > 1 {
+                let mut invocation = union_count.prepare_invoke();
+                for key in &live {
+                    invocation.key(key);
+                }
+                invocation.invoke_async(conn).await?
+            } else {
+                presence.users
+            };
+            let other_users = distinct.saturating_sub(presence.users);
             (self.route)(room, Command::RemotePresence { room: room.clone(), count: others, users: other_users });
         }
         Ok(())

@@ -130,6 +130,8 @@ struct Room {
     slow: Duration,
     last_sent: HashMap<String, Instant>,
     presence_sent: (usize, usize),
+    /// The set of users changed since the bridge was last told.
+    users_changed: bool,
     /// Members and users on other nodes (from the bridge).
     remote_presence: (usize, usize),
     empty_since: Option<Instant>,
@@ -303,6 +305,7 @@ impl Shard {
             history_limit: self.config.history,
             members: HashMap::new(),
             users: HashMap::new(),
+            users_changed: false,
             owner: seed.owner,
             moderators: seed.moderators,
             banned: seed.banned,
@@ -338,11 +341,14 @@ impl Shard {
         self.rooms.retain(|name, slot| {
             let Slot::Ready(room) = slot else { return true };
             if let Some(bridge) = bridge {
-                bridge.note(BridgeCommand::Presence {
+                let names = room.users_changed.then(|| room.users.keys().cloned().collect());
+                let noted = bridge.note(BridgeCommand::Presence {
                     room: name.clone(),
                     count: room.members.len(),
                     users: room.users.len(),
+                    names,
                 });
+                room.users_changed &= !noted;
             }
             room.broadcast_presence(presence);
             room.flush_outgoing();
@@ -469,7 +475,9 @@ impl Room {
             },
         };
         if let Some(user) = &member.user {
-            *self.users.entry(user.name.clone()).or_default() += 1;
+            let connections = self.users.entry(user.name.clone()).or_default();
+            *connections += 1;
+            self.users_changed |= *connections == 1;
         }
         let conn = member.conn;
         if let Some(previous) = self.members.insert(conn, member)
@@ -494,6 +502,7 @@ impl Room {
             *count -= 1;
             if *count == 0 {
                 self.users.remove(name);
+                self.users_changed = true;
             }
         }
     }
