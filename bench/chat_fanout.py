@@ -155,15 +155,15 @@ def main():
                 results[(kind, "idle")] = result
                 print(f"{kind:9} {args.idle} idle connections: {result}", flush=True)
 
-    print("\n| scenario | server | deliveries/s | p50 ms | p99 ms | max ms | lost | closed | CPU s / million deliveries |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| scenario | server | deliveries/s | p50 ms | p99 ms | max ms | first-arrival p99 ms | lost | closed | CPU s / million deliveries |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for count in [int(c) for c in args.subscribers.split(",")]:
         for kind in servers:
             r = results[(kind, count)]
             if "error" in r:
-                print(f"| {count} x {args.rate:.0f}/s | {kind} | error: {r['error']} |||||||")
+                print(f"| {count} x {args.rate:.0f}/s | {kind} | error: {r['error']} ||||||||")
                 continue
-            print(f"| {count} x {args.rate:.0f}/s | {kind} | {r['deliveries_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | "
+            print(f"| {count} x {args.rate:.0f}/s | {kind} | {r['deliveries_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['first_p99_ms']} | "
                   f"{r['lost']} | {r['closed_by_server']} | {r['cpu_s_per_million']} |")
     if args.idle:
         print(f"\n| idle connections ({args.idle}) | server RSS per connection KiB |")

@@ -1,6 +1,7 @@
 //! chatload: opens N subscriber sockets (spread over 127.0.0.x source addresses) and P publisher
 //! sockets in one room, publishes M messages/s per publisher, and reports deliveries/s, delivery
-//! latency (p50/p99/max over sampled messages), messages lost and the server's CPU seconds per
+//! latency (p50/p99/max over sampled messages, and p50/p99 of each sampled message's first
+//! arrival at any subscriber: the server's intake apart from its fan-out), messages lost and the server's CPU seconds per
 //! million deliveries; or, with `--idle`, the server's RSS per idle connection. It counts frames
 //! and parses only the sampled ones, so that it costs less per delivery than the server it
 //! measures. Speaks Aether's chat protocol (also the `ws` peer's) and Socket.IO 4 over WebSocket.
@@ -159,8 +160,9 @@ struct Counters {
     measuring: AtomicBool,
 }
 
-/// Each reader records into its own (uncontended) list; they are merged at the end.
-type Latencies = Arc<std::sync::Mutex<Vec<u64>>>;
+/// Each reader records (send time, latency) into its own (uncontended) list; they are merged at
+/// the end.
+type Latencies = Arc<std::sync::Mutex<Vec<(u64, u64)>>>;
 
 async fn read_loop(protocol: Protocol, mut ws: Socket, counters: Arc<Counters>, latencies: Latencies) {
     while let Some(Ok(message)) = ws.next().await {
@@ -182,7 +184,7 @@ async fn read_loop(protocol: Protocol, mut ws: Socket, counters: Arc<Counters>, 
         if counters.measuring.load(Ordering::Relaxed)
             && let Some(sent) = sampled_time(frame)
         {
-            latencies.lock().unwrap().push(now_nanos().saturating_sub(sent));
+            latencies.lock().unwrap().push((sent, now_nanos().saturating_sub(sent)));
         }
     }
     counters.closed.fetch_add(1, Ordering::Relaxed);
@@ -301,22 +303,31 @@ async fn main() {
     for task in tasks {
         task.abort();
     }
-    let mut latencies: Vec<u64> = all_latencies.iter().flat_map(|l| std::mem::take(&mut *l.lock().unwrap())).collect();
+    let samples: Vec<(u64, u64)> = all_latencies.iter().flat_map(|l| std::mem::take(&mut *l.lock().unwrap())).collect();
+    // Per sampled message, its first arrival at any subscriber: how long the server took to take
+    // it in and start handing it out, apart from how long the fan-out took.
+    let mut first: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    for &(sent, latency) in &samples {
+        let earliest = first.entry(sent).or_insert(u64::MAX);
+        *earliest = (*earliest).min(latency);
+    }
+    let mut firsts: Vec<u64> = first.into_values().collect();
+    firsts.sort_unstable();
+    let mut latencies: Vec<u64> = samples.iter().map(|&(_, latency)| latency).collect();
     latencies.sort_unstable();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0) as f64
+    let quantile = |sorted: &[u64], p: f64| {
+        sorted.get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1))).copied().unwrap_or(0)
+            as f64
             / 1e6
     };
+    let pct = |p: f64| quantile(&latencies, p);
     let deliveries = (delivered1 - delivered0) as f64;
     let cpu_per_million = match (cpu0, cpu1) {
         (Some(a), Some(b)) if deliveries > 0.0 => format!("{:.2}", (b - a) / deliveries * 1e6),
         _ => "n/a".into(),
     };
     println!(
-        "RESULT subscribers={} publishers={} rate={} sent_per_s={:.0} deliveries_per_s={:.0} p50_ms={:.1} p99_ms={:.1} max_ms={:.1} lost={lost} closed_by_server={closed} cpu_s_per_million={cpu_per_million}",
+        "RESULT subscribers={} publishers={} rate={} sent_per_s={:.0} deliveries_per_s={:.0} p50_ms={:.1} p99_ms={:.1} max_ms={:.1} lost={lost} closed_by_server={closed} cpu_s_per_million={cpu_per_million} first_p50_ms={:.1} first_p99_ms={:.1}",
         args.subscribers,
         args.publishers,
         args.rate,
@@ -325,6 +336,8 @@ async fn main() {
         pct(0.5),
         pct(0.99),
         latencies.last().copied().unwrap_or(0) as f64 / 1e6,
+        quantile(&firsts, 0.5),
+        quantile(&firsts, 0.99),
     );
     std::process::exit(0);
 }
