@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -91,13 +92,19 @@ fn now_nanos() -> u64 {
 
 /// Connects from `127.0.0.<1 + n / 20000>` so that one destination port does not run out of
 /// source ports, then joins the room.
-async fn connect(args: &Args, n: usize, with_token: bool) -> Socket {
+async fn tcp_connect(args: &Args, n: usize) -> TcpStream {
     let source = Ipv4Addr::new(127, 0, 0, 1 + (n / 20_000) as u8);
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::new(source.into(), 0)).unwrap();
     let stream = socket.connect(args.addr).await.expect("connect");
     // As browsers do: with Nagle, a publisher's next message would wait for the server's ACK.
     stream.set_nodelay(true).expect("TCP_NODELAY");
+    stream
+}
+
+/// A publisher: a WebSocket library is fine for one socket.
+async fn connect(args: &Args, n: usize, with_token: bool) -> Socket {
+    let stream = tcp_connect(args, n).await;
     let path = match (args.protocol, with_token, &args.token) {
         (Protocol::SocketIo, ..) => "/socket.io/?EIO=4&transport=websocket".to_owned(),
         (Protocol::Aether, true, Some(token)) => format!("/ws?token={token}"),
@@ -164,30 +171,136 @@ struct Counters {
 /// the end.
 type Latencies = Arc<std::sync::Mutex<Vec<(u64, u64)>>>;
 
-async fn read_loop(protocol: Protocol, mut ws: Socket, counters: Arc<Counters>, latencies: Latencies) {
-    while let Some(Ok(message)) = ws.next().await {
-        let Message::Text(text) = message else {
-            if let Message::Close(_) = message {
-                break;
-            }
-            continue;
+/// A subscriber at the byte level: the server's frames are read in large chunks and only their
+/// headers are looked at, but for the sampled messages; a WebSocket library would cost as much per
+/// delivery as the server it measures.
+struct Lean {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Lean {
+    /// Opens the WebSocket (the handshake by hand) and joins the room.
+    async fn connect(args: &Args, n: usize) -> Lean {
+        let stream = tcp_connect(args, n).await;
+        let path = match args.protocol {
+            Protocol::SocketIo => "/socket.io/?EIO=4&transport=websocket",
+            Protocol::Aether => "/ws",
+            Protocol::Ws => "/",
         };
-        let frame = text.as_bytes();
-        if protocol == Protocol::SocketIo && frame == b"2" {
-            let _ = ws.send(Message::text("3")).await;
-            continue;
+        let mut lean = Lean { stream, buf: Vec::new() };
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            args.addr
+        );
+        lean.stream.write_all(request.as_bytes()).await.expect("handshake");
+        let end = loop {
+            if let Some(at) = lean.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            assert!(lean.read().await > 0, "the server closed during the handshake");
+        };
+        assert!(lean.buf.starts_with(b"HTTP/1.1 101"), "upgrade refused");
+        lean.buf.drain(..end);
+        if args.protocol == Protocol::SocketIo {
+            lean.text_containing("0{").await;
+            lean.send("40").await;
+            lean.text_containing("40").await;
+            lean.send(&format!("42[\"join\",\"{}\"]", args.room)).await;
+        } else {
+            lean.send(&format!("{{\"type\":\"join\",\"room\":\"{}\"}}", args.room)).await;
         }
-        if !is_message(protocol, frame) {
-            continue;
+        lean.text_containing("joined").await;
+        lean
+    }
+
+    async fn read(&mut self) -> usize {
+        self.buf.reserve(16 * 1024);
+        self.stream.read_buf(&mut self.buf).await.unwrap_or(0)
+    }
+
+    /// A masked text frame.
+    async fn send(&mut self, text: &str) {
+        let mut frame = vec![0x81u8];
+        match text.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
         }
-        counters.delivered.fetch_add(1, Ordering::Relaxed);
-        if counters.measuring.load(Ordering::Relaxed)
-            && let Some(sent) = sampled_time(frame)
-        {
-            latencies.lock().unwrap().push((sent, now_nanos().saturating_sub(sent)));
+        frame.extend_from_slice(&[0, 0, 0, 0]);
+        frame.extend_from_slice(text.as_bytes());
+        let _ = self.stream.write_all(&frame).await;
+    }
+
+    /// Skips frames until a text frame containing `needle` (setup only).
+    async fn text_containing(&mut self, needle: &str) {
+        loop {
+            while let Some((opcode, payload, size)) = frame_at(&self.buf) {
+                let found = opcode == 1 && self.buf[payload].windows(needle.len()).any(|w| w == needle.as_bytes());
+                self.buf.drain(..size);
+                if found {
+                    return;
+                }
+            }
+            assert!(self.read().await > 0, "the server closed before {needle}");
         }
     }
-    counters.closed.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The complete (unmasked) frame at the start of `b`, if any: (opcode, payload range, length).
+fn frame_at(b: &[u8]) -> Option<(u8, std::ops::Range<usize>, usize)> {
+    if b.len() < 2 {
+        return None;
+    }
+    let (len, header) = match b[1] & 0x7f {
+        126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
+        127 if b.len() >= 10 => (u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize, 10),
+        126 | 127 => return None,
+        n => (n as usize, 2),
+    };
+    (b.len() >= header + len).then(|| (b[0] & 0x0f, header..header + len, header + len))
+}
+
+async fn read_loop(protocol: Protocol, mut lean: Lean, counters: Arc<Counters>, latencies: Latencies) {
+    loop {
+        let (mut at, mut delivered, mut ping) = (0, 0, false);
+        loop {
+            let view = &lean.buf[at..];
+            let Some((opcode, payload, size)) = frame_at(view) else { break };
+            let frame = &view[payload];
+            match opcode {
+                1 if is_message(protocol, frame) => {
+                    delivered += 1;
+                    if counters.measuring.load(Ordering::Relaxed)
+                        && let Some(sent) = sampled_time(frame)
+                    {
+                        latencies.lock().unwrap().push((sent, now_nanos().saturating_sub(sent)));
+                    }
+                }
+                1 if protocol == Protocol::SocketIo && frame == b"2" => ping = true,
+                8 => {
+                    counters.closed.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                _ => {}
+            }
+            at += size;
+        }
+        if delivered > 0 {
+            counters.delivered.fetch_add(delivered, Ordering::Relaxed);
+        }
+        lean.buf.drain(..at);
+        if ping {
+            lean.send("3").await;
+        }
+        if lean.read().await == 0 {
+            counters.closed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    }
 }
 
 fn cpu_seconds(pid: u32) -> f64 {
@@ -221,7 +334,7 @@ async fn main() {
     let mut readers = Vec::new();
     let opened = Instant::now();
     for n in 0..args.subscribers {
-        let ws = connect(&args, n, false).await;
+        let ws = Lean::connect(&args, n).await;
         let latencies = Latencies::default();
         all_latencies.push(latencies.clone());
         readers.push(tokio::spawn(read_loop(args.protocol, ws, counters.clone(), latencies)));
