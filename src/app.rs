@@ -242,17 +242,7 @@ impl App {
         });
 
         let router = crate::http::router(state.clone());
-        // No Nagle: responses leave whole, and chat batches its own writes (`chat.coalesce_ms`);
-        // Nagle would hold a socket's next write back until the client's (delayed) ACK came.
-        use axum::serve::ListenerExt as _;
-        let http = http.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "TCP_NODELAY could not be set");
-            }
-        });
-        let served = axum::serve(http, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await;
+        crate::http::serve::serve(http, router, shutdown.clone()).await;
         // Whatever ended the HTTP server ends the rest too. Ingest stops first (its connections
         // close, so every stream flushes its last segment), then the stream tasks finish.
         shutdown.cancel();
@@ -263,7 +253,7 @@ impl App {
         state.tasks().wait().await;
         state.db().close().await;
         tracing::info!("stopped");
-        served.context("HTTP server failed")
+        Ok(())
     }
 }
 

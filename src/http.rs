@@ -1,6 +1,8 @@
 //! The whole HTTP surface on one screen: each module's router merged, the JSON fallbacks for
 //! unknown routes and methods, the body size limit, request tracing and metrics.
 
+pub mod serve;
+
 use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse};

@@ -83,3 +83,16 @@ async fn the_public_url_names_the_rtmp_host() {
     assert_eq!(info["rtmp"]["host"], "stream.example.com");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn http_2_with_prior_knowledge_is_served_beside_http_1_1() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |_| {}).await.unwrap();
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let response = h2.get(app.url("/api/v1/server")).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    let response = app.client.get(app.url("/api/v1/server")).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_11);
+    assert_eq!(response.status(), 200);
+    app.stop().await;
+}
