@@ -23,15 +23,15 @@ pub struct ChatConfig {
     pub joins_per_second: f64,
     pub max_rooms_per_connection: usize,
     pub max_connections_per_ip: usize,
-    /// Frames queued for one connection (a reply, or a batch of a room's frames) before it
+    /// Writes queued for one connection (what its socket did not take at once, and after) before it
     /// counts as a slow consumer and is closed.
     pub outbox_frames: usize,
     /// Limit violations within a minute after which the socket is closed.
     pub max_violations_per_minute: u32,
-    /// A connection writes at most once per this window (0: no limit): after a write, frames
-    /// queued within the window leave together when it ends, so a busy room costs each
-    /// connection one write per window instead of one per message, while a quiet connection's
-    /// frame leaves at once.
+    /// A room hands out its frames at most once per this window (0: no limit): the first after
+    /// a quiet window at once, what comes within the window together when it ends. So a busy
+    /// room costs each connection one write per window instead of one per message, and a quiet
+    /// room adds no delay.
     pub coalesce_ms: u64,
 }
 

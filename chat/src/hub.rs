@@ -6,11 +6,12 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
 use dashmap::DashMap;
+use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -104,48 +105,98 @@ impl CloseReason {
     }
 }
 
-/// A connection's outbox (whole WebSocket frames, ready to write: see `wire`) and the switch that
-/// lets the hub close a connection it cannot serve. One per connection, shared by its session,
-/// its room memberships and its writer. The queue is bounded; it holds no memory while empty.
-/// Plain atomics and `Notify`s: a push (once per member per broadcast) takes one uncontended
-/// lock and wakes nobody while the writer is not waiting.
+/// A connection's outbox and the switch that lets the hub close a connection it cannot serve.
+/// One per connection, shared by its session, its room memberships and its writer.
+///
+/// Frames are whole WebSocket frames (see `wire`). Once the server attaches the connection's
+/// socket, a frame with nothing queued before it is written straight from the caller (a shard's
+/// flush, say) with one non-blocking write: no queue, no task wakeup. Whatever the socket does
+/// not take at once is queued, whole or the rest of it, for the connection's writer task, and
+/// later frames queue behind it until the writer has caught up. The queue is bounded (a client
+/// that lets it fill is a slow consumer) and holds no memory while empty.
 #[derive(Debug)]
 pub struct Control {
     /// 0 while open, else the `CloseReason`.
     reason: AtomicU8,
-    queue: Mutex<VecDeque<Bytes>>,
+    outbox: Mutex<Outbox>,
     /// Wakes the writer: frames queued, or the connection closed.
     ready: Notify,
     /// Wakes whoever waits in `closed()`.
     closing: Notify,
     capacity: usize,
+    socket: OnceLock<TcpStream>,
+}
+
+#[derive(Debug, Default)]
+struct Outbox {
+    frames: VecDeque<Bytes>,
+    /// The writer holds frames it took and has not finished writing: nothing may be written
+    /// directly until it has.
+    writing: bool,
 }
 
 impl Control {
     pub fn new(capacity: usize) -> Self {
         Control {
             reason: AtomicU8::new(0),
-            queue: Mutex::new(VecDeque::new()),
+            outbox: Mutex::new(Outbox::default()),
             ready: Notify::new(),
             closing: Notify::new(),
             capacity,
+            socket: OnceLock::new(),
         }
     }
 
-    /// Queues a frame for the writer; `false` when the queue is full (a slow consumer). Frames
-    /// for a closed connection are dropped.
+    /// Hands the connection's socket over, for direct writes (once; `false` if one was already).
+    pub fn attach(&self, socket: TcpStream) -> bool {
+        self.socket.set(socket).is_ok()
+    }
+
+    pub fn socket(&self) -> Option<&TcpStream> {
+        self.socket.get()
+    }
+
+    fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends a frame: written at once when nothing is queued before it and the socket takes it,
+    /// else queued for the writer. `false` when the queue is full (a slow consumer). Frames for
+    /// a closed connection are dropped.
     pub fn push(&self, frame: Bytes) -> bool {
         if self.is_closed() {
             return true;
         }
-        let was_empty = {
-            let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-            if queue.len() >= self.capacity {
-                return false;
-            }
-            queue.push_back(frame);
-            queue.len() == 1
-        };
+        let mut outbox = self.outbox();
+        // Checked again under the lock: the writer's close frame must come after every frame.
+        if self.is_closed() {
+            return true;
+        }
+        if outbox.frames.is_empty()
+            && !outbox.writing
+            && let Some(socket) = self.socket.get()
+        {
+            let rest = match socket.try_write(&frame) {
+                Ok(written) if written == frame.len() => return true,
+                Ok(written) => frame.slice(written..),
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => frame,
+                Err(_) => {
+                    drop(outbox);
+                    self.close(CloseReason::Ended);
+                    return true;
+                }
+            };
+            outbox.frames.push_back(rest);
+            drop(outbox);
+            self.ready.notify_one();
+            return true;
+        }
+        if outbox.frames.len() >= self.capacity {
+            return false;
+        }
+        outbox.frames.push_back(frame);
+        let was_empty = outbox.frames.len() == 1;
+        drop(outbox);
         // Onto a queue that was not empty, the writer has been woken already and has yet to take
         // what is there (it takes everything under this lock): no need to wake it again.
         if was_empty {
@@ -166,16 +217,23 @@ impl Control {
         }
     }
 
-    /// Moves up to `limit` queued frames into `out` without waiting.
+    /// Moves up to `limit` queued frames into `out` without waiting. Until the writer comes back
+    /// empty-handed, it holds the socket: frames queue behind the ones it took.
     pub fn try_pop_many(&self, out: &mut Vec<Bytes>, limit: usize) -> usize {
-        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        let taken = queue.len().min(limit);
-        out.extend(queue.drain(..taken));
-        if queue.is_empty() && queue.capacity() > 64 {
+        let mut outbox = self.outbox();
+        let taken = outbox.frames.len().min(limit);
+        out.extend(outbox.frames.drain(..taken));
+        outbox.writing = taken > 0;
+        if outbox.frames.is_empty() && outbox.frames.capacity() > 64 {
             // A burst grew it: give the memory back once it is drained.
-            *queue = VecDeque::new();
+            outbox.frames = VecDeque::new();
         }
         taken
+    }
+
+    /// For the writer's last words (the close frame): from now on nothing is written directly.
+    pub fn hold_socket(&self) {
+        self.outbox().writing = true;
     }
 
     /// Closes the connection (the first reason given is kept) and wakes its writer and readers.

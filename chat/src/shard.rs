@@ -135,9 +135,11 @@ struct Room {
     /// Members and users on other nodes (from the bridge).
     remote_presence: (usize, usize),
     empty_since: Option<Instant>,
-    /// Frames for every member, held until the shard has handled the batch of commands at
-    /// hand, so that a busy room costs each connection one queue entry per batch.
+    /// Frames for every member, held until the room's next flush: at most one per
+    /// `chat.coalesce_ms`, so that a busy room costs each connection one write per window.
     outgoing: Vec<Outgoing>,
+    /// When the room last flushed.
+    last_flush: Option<tokio::time::Instant>,
 }
 
 /// A frame (whole, see `wire`) for every member; its sender, if any, gets its own copy instead
@@ -205,6 +207,9 @@ impl Shard {
         let mut tick = tokio::time::interval(Duration::from_millis(self.config.presence_interval_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Vec::with_capacity(64);
+        let flush = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(flush);
+        let mut armed = false;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -215,7 +220,16 @@ impl Shard {
                     for command in batch.drain(..) {
                         self.handle(command);
                     }
-                    self.flush();
+                    if let Some(next) = self.flush() {
+                        flush.as_mut().reset(next);
+                    }
+                    armed = !self.dirty.is_empty();
+                }
+                _ = &mut flush, if armed => {
+                    if let Some(next) = self.flush() {
+                        flush.as_mut().reset(next);
+                    }
+                    armed = !self.dirty.is_empty();
                 }
                 _ = tick.tick() => self.tick(Instant::now()),
             }
@@ -230,13 +244,27 @@ impl Shard {
         tracing::debug!(shard = self.index, "chat shard stopped");
     }
 
-    /// Sends what the rooms touched by the last batch of commands have outgoing.
-    fn flush(&mut self) {
-        for name in std::mem::take(&mut self.dirty) {
-            if let Some(Slot::Ready(room)) = self.rooms.get_mut(&name) {
-                room.flush_outgoing();
+    /// Flushes the rooms with frames outgoing whose window has passed (a room that has not
+    /// flushed for a window flushes at once); returns when the next of the others is due.
+    fn flush(&mut self) -> Option<tokio::time::Instant> {
+        let window = Duration::from_millis(self.config.coalesce_ms);
+        let now = tokio::time::Instant::now();
+        let rooms = &mut self.rooms;
+        let mut next: Option<tokio::time::Instant> = None;
+        self.dirty.retain(|name| {
+            let Some(Slot::Ready(room)) = rooms.get_mut(name) else { return false };
+            if room.outgoing.is_empty() {
+                return false;
             }
-        }
+            let due = room.last_flush.map_or(now, |at| at + window);
+            if due <= now {
+                room.flush_outgoing();
+                return false;
+            }
+            next = Some(next.map_or(due, |next| next.min(due)));
+            true
+        });
+        next
     }
 
     fn handle(&mut self, command: Command) {
@@ -316,6 +344,7 @@ impl Shard {
             remote_presence: (0, 0),
             empty_since: None,
             outgoing: Vec::new(),
+            last_flush: None,
         });
         if let Some(bridge) = &self.bridge {
             bridge.note(BridgeCommand::Subscribe(name.clone()));
@@ -652,6 +681,7 @@ impl Room {
             return;
         }
         let outgoing = std::mem::take(&mut self.outgoing);
+        self.last_flush = Some(tokio::time::Instant::now());
         let everyone = joined_frames(outgoing.iter().map(|out| &out.frame));
         // Sorted, so that each member is told apart from the senders in log time: a busy room
         // has many members and a window may hold many senders.

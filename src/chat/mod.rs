@@ -1,8 +1,9 @@
 //! Chat over `GET /ws`: identifies the caller (`?token=`, or the session cookie when the request
 //! comes from this site), limits connections per IP, and drives one WebSocket per client over the
-//! upgraded connection: a reader that decodes client frames (`aether_chat::wire`) into the protocol
-//! core (`aether_chat::Session`), and a writer that drains the connection's outbox, which holds
-//! whole frames, framed once per broadcast, written in batches with one syscall each.
+//! upgraded connection, on its bare TcpStream: a reader that decodes client frames
+//! (`aether_chat::wire`) into the protocol core (`aether_chat::Session`), and a writer for what
+//! the socket did not take at once. Frames are framed once per broadcast and mostly written by
+//! the room's shard itself, straight into the socket (`aether_chat::Control::push`).
 //! Also the moderator API, the relay of `stream.started` / `stream.ended` into room notices, and
 //! the database `Directory`.
 
@@ -22,11 +23,10 @@ use axum::response::Response;
 use base64::Engine as _;
 use bytes::Bytes;
 use dashmap::DashMap;
-use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use sha1::{Digest, Sha1};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 pub use directory::ChatDirectory;
@@ -151,7 +151,14 @@ pub async fn socket(
                 return;
             }
         };
-        serve(TokioIo::new(upgraded), state.hub().clone(), user, state.stopping().clone()).await;
+        // Our HTTP server hands hyper the bare TcpStream, so it comes back whole, with whatever
+        // the client sent after its request.
+        let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
+            tracing::warn!("a chat upgrade over an unexpected transport");
+            return;
+        };
+        let early = parts.read_buf;
+        serve(parts.io.into_inner(), early, state.hub().clone(), user, state.stopping().clone()).await;
         drop(slot);
     });
     let mut response = Response::new(Body::empty());
@@ -163,24 +170,17 @@ pub async fn socket(
     Ok(response)
 }
 
-async fn serve(stream: TokioIo<Upgraded>, hub: Hub, user: Option<ChatUser>, stopping: CancellationToken) {
-    let window = Duration::from_millis(hub.config().coalesce_ms);
+async fn serve(stream: TcpStream, early: Bytes, hub: Hub, user: Option<ChatUser>, stopping: CancellationToken) {
     let (mut session, control) = Session::new(hub, user);
-    let (reader, writer) = tokio::io::split(stream);
-    tokio::join!(write_frames(writer, &control, &stopping, window), read_frames(reader, &mut session, &control));
+    control.attach(stream);
+    tokio::join!(write_frames(&control, &stopping), read_frames(early, &mut session, &control));
     session.close().await;
 }
 
-/// Drains the outbox until the connection closes; then the close frame. A write goes out as soon
-/// as there is something to write, and the next one waits for `window` (`chat.coalesce_ms`) to
-/// pass: whatever was queued meanwhile leaves with it, so a busy room costs each connection one
-/// write (and one wakeup) per window instead of one per message, and a quiet one adds no delay.
-async fn write_frames(
-    mut socket: WriteHalf<TokioIo<Upgraded>>,
-    control: &Control,
-    stopping: &CancellationToken,
-    window: Duration,
-) {
+/// Writes what the outbox queues (what the socket did not take at once when it was sent: see
+/// `Control::push`) until the connection closes; then the close frame.
+async fn write_frames(control: &Control, stopping: &CancellationToken) {
+    let socket = control.socket().expect("attached before the writer starts");
     let mut batch = Vec::new();
     // Made once: waiting on it registers with the server-wide token, which takes its lock.
     let stop = stopping.cancelled();
@@ -200,7 +200,7 @@ async fn write_frames(
             }
             let written = tokio::select! {
                 biased;
-                written = write_batch(&mut socket, &mut batch) => written,
+                written = write_batch(socket, &mut batch) => written,
                 // Closed while a write waits on a client that does not read: stop mid-frame,
                 // with no close frame (it could not be told apart from the frame it would land in).
                 _ = control.closed() => return,
@@ -209,81 +209,108 @@ async fn write_frames(
                 control.close(CloseReason::Ended);
                 return;
             }
-            if !window.is_zero() {
-                // A close meanwhile (the shards close every member at shutdown) is seen after it.
-                tokio::time::sleep(window).await;
-            }
+            // More queued meanwhile is written next; nothing queued gives the socket back to
+            // direct writes.
             control.try_pop_many(&mut batch, WRITE_BATCH);
         }
         if control.is_closed() {
             break;
         }
     }
+    control.hold_socket();
     let reason = control.reason().unwrap_or(CloseReason::Shutdown);
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
         match reason.code() {
             Some(code) => {
                 batch.clear();
-                socket.write_all(&wire::close_frame(code, reason.text())).await?;
+                write_all(socket, &wire::close_frame(code, reason.text())).await?;
             }
             None => {
                 // The reader queued the reply to the client's close (or to its protocol error).
                 control.try_pop_many(&mut batch, usize::MAX);
-                write_batch(&mut socket, &mut batch).await?;
+                control.hold_socket();
+                write_batch(socket, &mut batch).await?;
             }
         }
-        socket.shutdown().await
+        socket2::SockRef::from(socket).shutdown(std::net::Shutdown::Write)
     })
     .await;
 }
 
-async fn write_batch(socket: &mut WriteHalf<TokioIo<Upgraded>>, batch: &mut Vec<Bytes>) -> std::io::Result<()> {
+async fn write_all(socket: &TcpStream, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        socket.writable().await?;
+        match socket.try_write(data) {
+            Ok(written) => data = &data[written..],
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+async fn write_batch(socket: &TcpStream, batch: &mut Vec<Bytes>) -> std::io::Result<()> {
     match batch.len() {
         0 => Ok(()),
         1 => {
             let frame = batch.pop().expect("one frame");
-            socket.write_all(&frame).await
+            write_all(socket, &frame).await
         }
         _ => {
             let mut joined = Vec::with_capacity(batch.iter().map(Bytes::len).sum());
             for frame in batch.drain(..) {
                 joined.extend_from_slice(&frame);
             }
-            socket.write_all(&joined).await
+            write_all(socket, &joined).await
         }
     }
 }
 
-/// Decodes the client's frames into the session until the connection ends.
-async fn read_frames(mut socket: ReadHalf<TokioIo<Upgraded>>, session: &mut Session, control: &Control) {
+/// Reads from the socket, or ends with the connection.
+async fn read_some(socket: &TcpStream, chunk: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        socket.readable().await?;
+        match socket.try_read(chunk) {
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            read => return read,
+        }
+    }
+}
+
+/// Decodes the client's frames (first those that came with its request) into the session until
+/// the connection ends.
+async fn read_frames(early: Bytes, session: &mut Session, control: &Control) {
+    let socket = control.socket().expect("attached before the reader starts");
     let mut decoder = Decoder::new(HARD_FRAME_LIMIT);
     // Small on purpose: it is part of every idle connection; chat frames are small.
     let mut chunk = [0u8; READ_CHUNK];
+    let mut reading = if early.is_empty() { Reading::Go } else { handle(&mut decoder, &early, session, control).await };
     loop {
+        match reading {
+            Reading::Go => {}
+            Reading::Stop => return,
+            Reading::Linger => {
+                // The client may still be sending what broke the protocol: read and drop it for
+                // a moment, so that its unread bytes do not reset the connection before the
+                // close frame reaches it.
+                let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                    while matches!(read_some(socket, &mut chunk).await, Ok(1..)) {}
+                })
+                .await;
+                return;
+            }
+        }
         let read = tokio::select! {
-            read = socket.read(&mut chunk) => read,
+            read = read_some(socket, &mut chunk) => read,
             _ = control.closed() => return,
         };
-        match read {
+        reading = match read {
             Ok(0) | Err(_) => {
                 control.close(CloseReason::Ended);
                 return;
             }
-            Ok(read) => match handle(&mut decoder, &chunk[..read], session, control).await {
-                Reading::Go => {}
-                Reading::Stop => return,
-                Reading::Linger => {
-                    // The client may still be sending what broke the protocol: read and drop
-                    // it for a moment, so that its unread bytes do not reset the connection
-                    // before the close frame reaches it.
-                    let _ = tokio::time::timeout(CLOSE_GRACE, async {
-                        while matches!(socket.read(&mut chunk).await, Ok(1..)) {}
-                    })
-                    .await;
-                    return;
-                }
-            },
-        }
+            Ok(read) => handle(&mut decoder, &chunk[..read], session, control).await,
+        };
     }
 }
 
