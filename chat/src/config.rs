@@ -50,7 +50,7 @@ impl Default for ChatConfig {
             max_connections_per_ip: 200,
             outbox_frames: 512,
             max_violations_per_minute: 30,
-            coalesce_ms: 40,
+            coalesce_ms: 80,
         }
     }
 }

@@ -285,6 +285,9 @@ async fn read_frames(early: Bytes, session: &mut Session, control: &Control) {
     // Small on purpose: it is part of every idle connection; chat frames are small.
     let mut chunk = [0u8; READ_CHUNK];
     let mut reading = if early.is_empty() { Reading::Go } else { handle(&mut decoder, &early, session, control).await };
+    // It may be a slice of hyper's read buffer (8 KiB or more): not to be kept for the
+    // connection's life.
+    drop(early);
     loop {
         match reading {
             Reading::Go => {}

@@ -380,15 +380,20 @@ async fn main() {
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            let mut n = 0u64;
+            // Sampled at random, one in `sample` on average: a fixed stride could fall into step
+            // with the server's window and see the same point of it every time.
+            let mut random = 0x9E37_79B9_7F4A_7C15u64 ^ now_nanos();
             while !stop.load(Ordering::Relaxed) {
                 tick.tick().await;
-                let text = if n.is_multiple_of(args.sample) { format!("s{}", now_nanos()) } else { "x".to_owned() };
+                random ^= random << 13;
+                random ^= random >> 7;
+                random ^= random << 17;
+                let text =
+                    if random.is_multiple_of(args.sample) { format!("s{}", now_nanos()) } else { "x".to_owned() };
                 if sink.send(send_frame(args.protocol, &args.room, &text)).await.is_err() {
                     break;
                 }
                 counters.sent.fetch_add(1, Ordering::Relaxed);
-                n += 1;
             }
         }));
     }
