@@ -540,3 +540,67 @@ async fn a_busy_connection_gets_a_write_per_window_and_a_quiet_one_gets_its_fram
     assert_eq!(next_text(&mut reader).await, "third");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_that_keeps_up_gets_every_frame_whole_and_in_order() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |config| {
+        config.chat.outbox_frames = 100_000;
+        config.chat.max_message_chars = 8000;
+        config.chat.max_frame_bytes = 16_384;
+        config.chat.messages_per_second = 100_000.0;
+        config.chat.user_messages_per_second = 100_000.0;
+    })
+    .await
+    .unwrap();
+    let owner = app.signup("slowpoke").await;
+    app.create_channel(&owner, "slow_tv").await;
+
+    // A reader with a small receive window that reads slowly: the server's writes into its
+    // socket come back short or refused, and the rest must follow, in order, as whole frames.
+    let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+    tcp.set_recv_buffer_size(4096).unwrap();
+    let stream = tcp.connect(app.addr).await.unwrap();
+    let (mut slow, _) = tokio_tungstenite::client_async(format!("ws://{}/ws", app.addr), stream).await.unwrap();
+    slow.send(Message::text(json!({"type": "join", "room": "slow_tv"}).to_string())).await.unwrap();
+
+    let talker = Ws::connect(&app, Some(&owner)).await;
+    let (mut sink, mut echoes) = talker.socket.split();
+    sink.send(Message::text(json!({"type": "join", "room": "slow_tv"}).to_string())).await.unwrap();
+    // The talker gets its own messages too: keep reading them.
+    tokio::spawn(async move { while let Some(Ok(_)) = echoes.next().await {} });
+    // More than the server's socket send buffer (up to 4 MB) and the reader's window hold.
+    let count = 3000;
+    let filler = "y".repeat(3000);
+    let sender = tokio::spawn(async move {
+        for i in 0..count {
+            let text = format!("{i} {filler}");
+            sink.send(Message::text(json!({"type": "send", "room": "slow_tv", "text": text}).to_string()))
+                .await
+                .unwrap();
+        }
+        sink
+    });
+    // Not reading at first, so that the server's socket fills up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut next = 0;
+    while next < count {
+        let message = tokio::time::timeout(Duration::from_secs(20), slow.next())
+            .await
+            .expect("frames keep coming")
+            .expect("the socket stays open")
+            .expect("every frame is whole");
+        let Message::Text(text) = message else { continue };
+        let frame: Value = serde_json::from_str(&text).expect("every frame is whole JSON");
+        if frame["type"] != "msg" {
+            continue;
+        }
+        let text = frame["text"].as_str().unwrap();
+        assert!(text.starts_with(&format!("{next} ")) && text.len() == format!("{next} ").len() + 3000, "in order");
+        next += 1;
+        if next % 100 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    drop(sender.await.unwrap());
+    app.stop().await;
+}
