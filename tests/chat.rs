@@ -281,11 +281,11 @@ async fn presence_reaches_the_room_and_the_channel_api(backend: Backend) {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_never_reads_is_disconnected_while_others_keep_up() {
+/// A server for floods of large messages (so that the kernel's socket buffers, several MB, fill
+/// quickly), with `owner`'s channel `room`; returns it and the owner's token.
+async fn flood_app(outbox_frames: usize, owner: &str, room: &str) -> (TestApp, String) {
     let app = TestApp::spawn_with(Backend::Sqlite, |config| {
-        config.chat.outbox_frames = 64;
-        // Large messages, so that the kernel's socket buffers (several MB) fill quickly.
+        config.chat.outbox_frames = outbox_frames;
         config.chat.max_message_chars = 8000;
         config.chat.max_frame_bytes = 16_384;
         config.chat.messages_per_second = 100_000.0;
@@ -293,15 +293,26 @@ async fn a_client_that_never_reads_is_disconnected_while_others_keep_up() {
     })
     .await
     .unwrap();
-    let owner = app.signup("sam").await;
-    app.create_channel(&owner, "sam_tv").await;
+    let token = app.signup(owner).await;
+    app.create_channel(&token, room).await;
+    (app, token)
+}
 
-    // A reader with a tiny receive window that never reads.
+/// A client with a 4 KiB receive window, joined to `room`.
+async fn small_window_client(app: &TestApp, room: &str) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
     let tcp = tokio::net::TcpSocket::new_v4().unwrap();
     tcp.set_recv_buffer_size(4096).unwrap();
     let stream = tcp.connect(app.addr).await.unwrap();
-    let (mut stuck, _) = tokio_tungstenite::client_async(format!("ws://{}/ws", app.addr), stream).await.unwrap();
-    stuck.send(Message::text(json!({"type": "join", "room": "sam_tv"}).to_string())).await.unwrap();
+    let (mut socket, _) = tokio_tungstenite::client_async(format!("ws://{}/ws", app.addr), stream).await.unwrap();
+    socket.send(Message::text(json!({"type": "join", "room": room}).to_string())).await.unwrap();
+    socket
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_disconnected_while_others_keep_up() {
+    let (app, owner) = flood_app(64, "sam", "sam_tv").await;
+    // A reader with a tiny receive window that never reads.
+    let _stuck = small_window_client(&app, "sam_tv").await;
 
     let mut reader = Ws::connect(&app, None).await;
     reader.join("sam_tv").await;
@@ -543,25 +554,10 @@ async fn a_busy_connection_gets_a_write_per_window_and_a_quiet_one_gets_its_fram
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_that_keeps_up_gets_every_frame_whole_and_in_order() {
-    let app = TestApp::spawn_with(Backend::Sqlite, |config| {
-        config.chat.outbox_frames = 100_000;
-        config.chat.max_message_chars = 8000;
-        config.chat.max_frame_bytes = 16_384;
-        config.chat.messages_per_second = 100_000.0;
-        config.chat.user_messages_per_second = 100_000.0;
-    })
-    .await
-    .unwrap();
-    let owner = app.signup("slowpoke").await;
-    app.create_channel(&owner, "slow_tv").await;
-
+    let (app, owner) = flood_app(100_000, "slowpoke", "slow_tv").await;
     // A reader with a small receive window that reads slowly: the server's writes into its
     // socket come back short or refused, and the rest must follow, in order, as whole frames.
-    let tcp = tokio::net::TcpSocket::new_v4().unwrap();
-    tcp.set_recv_buffer_size(4096).unwrap();
-    let stream = tcp.connect(app.addr).await.unwrap();
-    let (mut slow, _) = tokio_tungstenite::client_async(format!("ws://{}/ws", app.addr), stream).await.unwrap();
-    slow.send(Message::text(json!({"type": "join", "room": "slow_tv"}).to_string())).await.unwrap();
+    let mut slow = small_window_client(&app, "slow_tv").await;
 
     let talker = Ws::connect(&app, Some(&owner)).await;
     let (mut sink, mut echoes) = talker.socket.split();
