@@ -205,6 +205,15 @@ impl Control {
         true
     }
 
+    /// Sends `payload` as a text frame; a connection that cannot take it is closed as a slow
+    /// consumer.
+    pub fn send_text(&self, payload: &[u8]) {
+        if !self.push(crate::wire::text(payload)) {
+            self.close(CloseReason::SlowConsumer);
+            metrics::counter!("aether_chat_slow_consumers_total").increment(1);
+        }
+    }
+
     /// Waits for queued frames and moves up to `limit` of them into `out` (for the one writer);
     /// 0 once the connection is closed and nothing is queued.
     pub async fn pop_many(&self, out: &mut Vec<Bytes>, limit: usize) -> usize {

@@ -60,10 +60,7 @@ impl Session {
     }
 
     fn say(&self, frame: Bytes) {
-        if !self.control.push(crate::wire::text(&frame)) {
-            self.control.close(CloseReason::SlowConsumer);
-            metrics::counter!("aether_chat_slow_consumers_total").increment(1);
-        }
+        self.control.send_text(&frame);
     }
 
     /// Answers an error; too many of them within a minute close the connection.

@@ -184,10 +184,7 @@ pub struct Shard {
 }
 
 fn reply(member: &Member, frame: Bytes) {
-    if !member.control.push(wire::text(&frame)) {
-        member.control.close(CloseReason::SlowConsumer);
-        metrics::counter!("aether_chat_slow_consumers_total").increment(1);
-    }
+    member.control.send_text(&frame);
 }
 
 impl Shard {
