@@ -140,6 +140,8 @@ struct Room {
     outgoing: Vec<Outgoing>,
     /// When the room last flushed.
     last_flush: Option<tokio::time::Instant>,
+    /// In the shard's list of rooms to flush.
+    flush_listed: bool,
 }
 
 /// A frame (whole, see `wire`) for every member; its sender, if any, gets its own copy instead
@@ -179,7 +181,7 @@ pub struct Shard {
     tasks: TaskTracker,
     bridge: Option<Bridge>,
     rooms: HashMap<String, Slot>,
-    /// Rooms with frames outgoing, for the next flush.
+    /// Rooms with frames outgoing, for the next flush (each once: `Room::flush_listed`).
     dirty: Vec<String>,
 }
 
@@ -250,12 +252,10 @@ impl Shard {
         let mut next: Option<tokio::time::Instant> = None;
         self.dirty.retain(|name| {
             let Some(Slot::Ready(room)) = rooms.get_mut(name) else { return false };
-            if room.outgoing.is_empty() {
-                return false;
-            }
             let due = room.last_flush.map_or(now, |at| at + window);
-            if due <= now {
+            if room.outgoing.is_empty() || due <= now {
                 room.flush_outgoing();
+                room.flush_listed = false;
                 return false;
             }
             next = Some(next.map_or(due, |next| next.min(due)));
@@ -272,7 +272,8 @@ impl Shard {
         match self.rooms.get_mut(&name) {
             Some(Slot::Ready(room)) => {
                 let record = room.handle(command, self.bridge.as_ref());
-                if !room.outgoing.is_empty() && !self.dirty.contains(&name) {
+                if !room.outgoing.is_empty() && !room.flush_listed {
+                    room.flush_listed = true;
                     self.dirty.push(name);
                 }
                 if let Some(record) = record {
@@ -342,6 +343,7 @@ impl Shard {
             empty_since: None,
             outgoing: Vec::new(),
             last_flush: None,
+            flush_listed: false,
         });
         if let Some(bridge) = &self.bridge {
             bridge.note(BridgeCommand::Subscribe(name.clone()));
@@ -659,16 +661,12 @@ impl Room {
             (Some(own), Some(conn)) => Some((conn, wire::text(&own))),
             _ => None,
         };
-        self.queue(Outgoing { frame: wire::text(&shared), sender });
+        self.outgoing.push(Outgoing { frame: wire::text(&shared), sender });
     }
 
     /// Sends `frame` to every member at the shard's next flush.
     fn broadcast(&mut self, frame: &Bytes) {
-        self.queue(Outgoing { frame: wire::text(frame), sender: None });
-    }
-
-    fn queue(&mut self, outgoing: Outgoing) {
-        self.outgoing.push(outgoing);
+        self.outgoing.push(Outgoing { frame: wire::text(frame), sender: None });
     }
 
     /// Hands what is outgoing to every member: the same bytes (framed once, joined once) to all
