@@ -276,6 +276,7 @@ impl BridgeTask {
             subscriptions.subscribe(channel(room)).await?;
         }
         let script = redis::Script::new(SEND_SCRIPT);
+        let union_count = redis::Script::new(UNION_COUNT_SCRIPT);
         // Redis may have lost them (a restart): send every room's users again.
         for presence in self.presence.values_mut() {
             presence.unsent = true;
@@ -348,7 +349,7 @@ impl BridgeTask {
                     let Ok(payload) = message.get_payload::<String>() else { continue };
                     self.receive(&payload);
                 }
-                _ = heartbeat.tick() => self.exchange_presence(&mut conn).await?,
+                _ = heartbeat.tick() => self.exchange_presence(&mut conn, &union_count).await?,
             }
         }
     }
@@ -375,9 +376,12 @@ impl BridgeTask {
 
     /// Writes this node's counts and users and reads the other nodes' back, per room with local
     /// members: connections add up; users are counted once however many nodes they are on.
-    async fn exchange_presence(&mut self, conn: &mut redis::aio::MultiplexedConnection) -> Result<(), BridgeError> {
+    async fn exchange_presence(
+        &mut self,
+        conn: &mut redis::aio::MultiplexedConnection,
+        union_count: &redis::Script,
+    ) -> Result<(), BridgeError> {
         let now = now_ms();
-        let union_count = redis::Script::new(UNION_COUNT_SCRIPT);
         for (room, presence) in &mut self.presence {
             let key = format!("aether:chat:presence:{room}");
             let own_names = names_key(room, self.node);

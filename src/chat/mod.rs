@@ -217,21 +217,21 @@ async fn write_frames(control: &Control, stopping: &CancellationToken) {
             break;
         }
     }
-    control.hold_socket();
     let reason = control.reason().unwrap_or(CloseReason::Shutdown);
-    let _ = tokio::time::timeout(CLOSE_GRACE, async {
-        match reason.code() {
-            Some(code) => {
-                batch.clear();
-                write_all(socket, &wire::close_frame(code, reason.text())).await?;
-            }
-            None => {
-                // The reader queued the reply to the client's close (or to its protocol error).
-                control.try_pop_many(&mut batch, usize::MAX);
-                control.hold_socket();
-                write_batch(socket, &mut batch).await?;
-            }
+    match reason.code() {
+        Some(code) => {
+            batch.clear();
+            batch.push(wire::close_frame(code, reason.text()));
         }
+        None => {
+            // The reader queued the reply to the client's close (or to its protocol error).
+            control.try_pop_many(&mut batch, usize::MAX);
+        }
+    }
+    // From here on nothing is written directly (a direct write under way finishes first).
+    control.hold_socket();
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        write_batch(socket, &mut batch).await?;
         socket2::SockRef::from(socket).shutdown(std::net::Shutdown::Write)
     })
     .await;
