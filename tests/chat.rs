@@ -525,7 +525,12 @@ async fn next_text(raw: &mut RawWs) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_connection_gets_a_write_per_window_and_a_quiet_one_gets_its_frame_at_once() {
-    let app = TestApp::spawn_with(Backend::Sqlite, |config| config.chat.coalesce_ms = 1000).await.unwrap();
+    let app = TestApp::spawn_with(Backend::Sqlite, |config| {
+        config.chat.coalesce_ms = 1000;
+        config.chat.coalesce_groups = 1;
+    })
+    .await
+    .unwrap();
     let owner = app.signup("pacer").await;
     app.create_channel(&owner, "pace_tv").await;
     let mut reader = RawWs::connect(&app).await;
@@ -549,6 +554,92 @@ async fn a_busy_connection_gets_a_write_per_window_and_a_quiet_one_gets_its_fram
     assert!(written.elapsed() >= Duration::from_millis(800), "held for the window: {:?}", written.elapsed());
     assert!(!reader.buffered.is_empty(), "the third message came in the same write as the second");
     assert_eq!(next_text(&mut reader).await, "third");
+    app.stop().await;
+}
+
+/// When `text` reaches `ws` (skipping other frames).
+async fn arrival(ws: &mut Ws, text: &str) -> std::time::Instant {
+    loop {
+        if ws.next("msg").await["text"] == text {
+            return std::time::Instant::now();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_room_takes_its_writes_in_turns_spread_over_the_window() {
+    // Two members make a big room here: its writes go in two turns, half a window apart.
+    let app = TestApp::spawn_with(Backend::Sqlite, |config| {
+        config.chat.coalesce_ms = 1000;
+        config.chat.coalesce_groups = 2;
+        config.chat.coalesce_turn_members = 1;
+    })
+    .await
+    .unwrap();
+    let owner = app.signup("turner").await;
+    app.create_channel(&owner, "turns_tv").await;
+    let mut talker = Ws::connect(&app, Some(&owner)).await;
+    talker.join("turns_tv").await;
+    // Consecutive connections, so one in each group.
+    let (mut a, mut b) = (Ws::connect(&app, None).await, Ws::connect(&app, None).await);
+    a.join("turns_tv").await;
+    b.join("turns_tv").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let apart = |x: std::time::Instant, y: std::time::Instant| x.max(y) - x.min(y);
+
+    // Quiet: everyone at once.
+    let sent = std::time::Instant::now();
+    talker.send(json!({"type": "send", "room": "turns_tv", "text": "first"})).await;
+    let (first_a, first_b) = tokio::join!(arrival(&mut a, "first"), arrival(&mut b, "first"));
+    assert!(first_a.max(first_b) - sent < Duration::from_millis(700), "a quiet room's frame is not held back");
+
+    // Busy: each group on its own turn, one half a window after the other.
+    talker.send(json!({"type": "send", "room": "turns_tv", "text": "second"})).await;
+    let (second_a, second_b) = tokio::join!(arrival(&mut a, "second"), arrival(&mut b, "second"));
+    assert!(apart(second_a, second_b) >= Duration::from_millis(300), "{:?}", apart(second_a, second_b));
+
+    // And from then on one write a window for each, still half a window apart.
+    talker.send(json!({"type": "send", "room": "turns_tv", "text": "third"})).await;
+    let (third_a, third_b) = tokio::join!(arrival(&mut a, "third"), arrival(&mut b, "third"));
+    assert!(third_a - second_a >= Duration::from_millis(800), "{:?}", third_a - second_a);
+    assert!(third_b - second_b >= Duration::from_millis(800), "{:?}", third_b - second_b);
+    assert!(apart(third_a, third_b) >= Duration::from_millis(300), "{:?}", apart(third_a, third_b));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_joining_within_a_window_gets_each_message_once() {
+    // One group: the late member joins one that still owes what was sent before it came.
+    let app = TestApp::spawn_with(Backend::Sqlite, |config| {
+        config.chat.coalesce_ms = 1000;
+        config.chat.coalesce_groups = 1;
+    })
+    .await
+    .unwrap();
+    let owner = app.signup("joiner").await;
+    app.create_channel(&owner, "late_tv").await;
+    let mut talker = Ws::connect(&app, Some(&owner)).await;
+    talker.join("late_tv").await;
+    let mut early = Ws::connect(&app, None).await;
+    early.join("late_tv").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    talker.send(json!({"type": "send", "room": "late_tv", "text": "a"})).await;
+    arrival(&mut early, "a").await;
+    // "b" waits for the window; the late member joins meanwhile and finds it in the history.
+    talker.send(json!({"type": "send", "room": "late_tv", "text": "b"})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut late = Ws::connect(&app, None).await;
+    let joined = late.join("late_tv").await;
+    talker.send(json!({"type": "send", "room": "late_tv", "text": "c"})).await;
+
+    let mut seen: Vec<String> =
+        joined["history"].as_array().unwrap().iter().map(|msg| msg["text"].as_str().unwrap().to_owned()).collect();
+    while seen.last().map(String::as_str) != Some("c") {
+        seen.push(late.next("msg").await["text"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(seen, ["a", "b", "c"], "the history, then what came after, each once");
+    arrival(&mut early, "b").await;
+    arrival(&mut early, "c").await;
     app.stop().await;
 }
 

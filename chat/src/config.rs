@@ -33,6 +33,13 @@ pub struct ChatConfig {
     /// room costs each connection one write per window instead of one per message, and a quiet
     /// room adds no delay.
     pub coalesce_ms: u64,
+    /// A room bigger than `coalesce_turn_members` gets its writes in turns, staggered evenly over
+    /// the window, as many as its size takes (at most this many): a big room's writes spread over
+    /// the window instead of one burst, so a frame waits about one window for any member. Members
+    /// take turns in groups by connection id; this many groups.
+    pub coalesce_groups: usize,
+    /// Members a room writes to in one turn per window (see `coalesce_groups`).
+    pub coalesce_turn_members: usize,
 }
 
 impl Default for ChatConfig {
@@ -51,6 +58,8 @@ impl Default for ChatConfig {
             outbox_frames: 512,
             max_violations_per_minute: 30,
             coalesce_ms: 80,
+            coalesce_groups: 8,
+            coalesce_turn_members: 1000,
         }
     }
 }
@@ -68,8 +77,11 @@ impl ChatConfig {
         if self.max_message_chars == 0 || self.max_frame_bytes < 256 || self.outbox_frames < 8 {
             return Err("chat.max_message_chars >= 1, chat.max_frame_bytes >= 256, chat.outbox_frames >= 8".into());
         }
-        if self.coalesce_ms > 1000 {
-            return Err("chat.coalesce_ms is at most 1000".into());
+        if self.coalesce_ms > 1000 || !(1..=64).contains(&self.coalesce_groups) || self.coalesce_turn_members == 0 {
+            return Err(
+                "chat.coalesce_ms is at most 1000, chat.coalesce_groups from 1 to 64, chat.coalesce_turn_members >= 1"
+                    .into(),
+            );
         }
         if self.history > 10_000 || self.presence_interval_ms < 100 {
             return Err("chat.history <= 10000 and chat.presence_interval_ms >= 100".into());

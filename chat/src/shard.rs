@@ -1,8 +1,9 @@
 //! A shard: one task that owns a set of rooms outright (members, history ring, presence,
 //! moderation state), so the hot path takes no lock. A message is stamped and serialized once
-//! and the same `Bytes` is queued to every member; a member whose queue is full is closed as a
-//! slow consumer instead of being buffered. Rooms are loaded from the `Directory` on first use
-//! (commands wait meanwhile) and dropped some minutes after their last member left.
+//! and the same `Bytes` goes to every member, a window at a time (a big room in turns spread over
+//! the window); a member whose queue is full is closed as a slow consumer instead of being
+//! buffered. Rooms are loaded from the `Directory` on first use (commands wait meanwhile) and
+//! dropped some minutes after their last member left.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::bridge::{Bridge, BridgeCommand, PendingMessage, RemoteEvent};
 use crate::config::ChatConfig;
 use crate::hub::{
-    ChatUser, CloseReason, ConnId, Directory, Member, ModerationAction, ModerationRecord, RoomSeed, now_ms,
+    ChatUser, CloseReason, ConnId, Control, Directory, Member, ModerationAction, ModerationRecord, RoomSeed, now_ms,
 };
 use crate::ids::MessageId;
 use crate::protocol::{self, ChatUserView, ErrorCode, MessageFields};
@@ -135,13 +136,38 @@ struct Room {
     /// Members and users on other nodes (from the bridge).
     remote_presence: (usize, usize),
     empty_since: Option<Instant>,
-    /// Frames for every member, held until the room's next flush: at most one per
-    /// `chat.coalesce_ms`, so that a busy room costs each connection one write per window.
-    outgoing: Vec<Outgoing>,
-    /// When the room last flushed.
-    last_flush: Option<tokio::time::Instant>,
+    /// Frames for every member, numbered from `outgoing_base`, held until each group has
+    /// written them: a group writes at most once per `chat.coalesce_ms`, so that a busy room
+    /// costs each connection one write per window.
+    outgoing: VecDeque<Outgoing>,
+    outgoing_base: u64,
+    /// The members again, in `chat.coalesce_groups` groups (by connection id) whose windows are
+    /// staggered evenly: a big room's writes spread over the window instead of coming in one
+    /// burst, so a frame waits at most one window for any member.
+    groups: Vec<Group>,
+    /// When any group last wrote.
+    last_write: Option<tokio::time::Instant>,
+    /// When the room last wrote after a quiet window: the groups' turns count from here.
+    origin: tokio::time::Instant,
     /// In the shard's list of rooms to flush.
     flush_listed: bool,
+}
+
+/// How often a room's members get its frames (`chat.coalesce_*`).
+#[derive(Clone, Copy)]
+struct Pace {
+    window: Duration,
+    turn_members: usize,
+}
+
+struct Group {
+    /// Each member's control, and the first outgoing frame it is owed (frames from before its
+    /// join are in the history it got).
+    members: HashMap<ConnId, (Arc<Control>, u64)>,
+    /// The first outgoing frame this group has not written.
+    cursor: u64,
+    /// When the group may write next.
+    next: tokio::time::Instant,
 }
 
 /// A frame (whole, see `wire`) for every member; its sender, if any, gets its own copy instead
@@ -149,6 +175,14 @@ struct Room {
 struct Outgoing {
     frame: Bytes,
     sender: Option<(ConnId, Bytes)>,
+}
+
+/// What `conn` is owed of `outgoing`: each frame, or its own copy of the ones it sent.
+fn frames_for<'a>(outgoing: impl Iterator<Item = &'a Outgoing> + Clone, conn: ConnId) -> Bytes {
+    joined_frames(outgoing.map(move |out| match &out.sender {
+        Some((sender, own)) if *sender == conn => own,
+        _ => &out.frame,
+    }))
 }
 
 /// The frames as one buffer (one queue entry, one write).
@@ -219,19 +253,14 @@ impl Shard {
                     for command in batch.drain(..) {
                         self.handle(command);
                     }
-                    if let Some(next) = self.flush() {
-                        flush.as_mut().reset(next);
-                    }
-                    armed = !self.dirty.is_empty();
                 }
-                _ = &mut flush, if armed => {
-                    if let Some(next) = self.flush() {
-                        flush.as_mut().reset(next);
-                    }
-                    armed = !self.dirty.is_empty();
-                }
+                _ = &mut flush, if armed => {}
                 _ = tick.tick() => self.tick(Instant::now()),
             }
+            if let Some(next) = self.flush() {
+                flush.as_mut().reset(next);
+            }
+            armed = !self.dirty.is_empty();
         }
         for slot in self.rooms.values() {
             if let Slot::Ready(room) = slot {
@@ -243,23 +272,28 @@ impl Shard {
         tracing::debug!(shard = self.index, "chat shard stopped");
     }
 
-    /// Flushes the rooms with frames outgoing whose window has passed (a room that has not
-    /// flushed for a window flushes at once); returns when the next of the others is due.
+    /// Writes what is outgoing to the groups whose turn has come (in a room that has not written
+    /// for a window, to all at once); returns when the next of the others is due.
     fn flush(&mut self) -> Option<tokio::time::Instant> {
-        let window = Duration::from_millis(self.config.coalesce_ms);
+        let pace = Pace {
+            window: Duration::from_millis(self.config.coalesce_ms),
+            turn_members: self.config.coalesce_turn_members,
+        };
         let now = tokio::time::Instant::now();
         let rooms = &mut self.rooms;
         let mut next: Option<tokio::time::Instant> = None;
         self.dirty.retain(|name| {
             let Some(Slot::Ready(room)) = rooms.get_mut(name) else { return false };
-            let due = room.last_flush.map_or(now, |at| at + window);
-            if room.outgoing.is_empty() || due <= now {
-                room.flush_outgoing();
-                room.flush_listed = false;
-                return false;
+            match room.flush_due(now, pace) {
+                Some(due) => {
+                    next = Some(next.map_or(due, |next| next.min(due)));
+                    true
+                }
+                None => {
+                    room.flush_listed = false;
+                    false
+                }
             }
-            next = Some(next.map_or(due, |next| next.min(due)));
-            true
         });
         next
     }
@@ -341,8 +375,13 @@ impl Shard {
             presence_sent: (0, 0),
             remote_presence: (0, 0),
             empty_since: None,
-            outgoing: Vec::new(),
-            last_flush: None,
+            outgoing: VecDeque::new(),
+            outgoing_base: 0,
+            groups: (0..self.config.coalesce_groups.max(1))
+                .map(|_| Group { members: HashMap::new(), cursor: 0, next: tokio::time::Instant::now() })
+                .collect(),
+            last_write: None,
+            origin: tokio::time::Instant::now(),
             flush_listed: false,
         });
         if let Some(bridge) = &self.bridge {
@@ -353,7 +392,10 @@ impl Shard {
                 self.persist(record);
             }
         }
-        room.flush_outgoing();
+        if !room.outgoing.is_empty() {
+            room.flush_listed = true;
+            self.dirty.push(name.clone());
+        }
         metrics::gauge!("aether_chat_rooms").increment(1.0);
         self.rooms.insert(name, Slot::Ready(room));
     }
@@ -366,6 +408,7 @@ impl Shard {
     fn tick(&mut self, now: Instant) {
         let presence = &self.presence;
         let bridge = self.bridge.as_ref();
+        let dirty = &mut self.dirty;
         self.rooms.retain(|name, slot| {
             let Slot::Ready(room) = slot else { return true };
             if let Some(bridge) = bridge {
@@ -379,7 +422,10 @@ impl Shard {
                 room.users_changed &= !noted;
             }
             room.broadcast_presence(presence);
-            room.flush_outgoing();
+            if !room.outgoing.is_empty() && !room.flush_listed {
+                room.flush_listed = true;
+                dirty.push(name.clone());
+            }
             room.timeouts.retain(|_, until| *until > now);
             let slow = room.slow;
             room.last_sent.retain(|_, at| now.saturating_duration_since(*at) < slow);
@@ -482,8 +528,6 @@ impl Room {
     }
 
     fn join(&mut self, member: Member, since: Option<String>) {
-        // What is outgoing is already in the history the joiner gets: send it to the others first.
-        self.flush_outgoing();
         let (history, recovered) = match since.as_deref().map(MessageId::parse) {
             None => (self.history.iter().map(|entry| entry.frame.clone()).collect::<Vec<_>>(), None),
             Some(since) => match since {
@@ -508,6 +552,10 @@ impl Room {
             self.users_changed |= *connections == 1;
         }
         let conn = member.conn;
+        // What is outgoing is in the history the joiner gets: it is owed what comes after.
+        let owed_from = self.outgoing_base + self.outgoing.len() as u64;
+        let group = self.group_of(conn);
+        self.groups[group].members.insert(conn, (member.control.clone(), owed_from));
         if let Some(previous) = self.members.insert(conn, member)
             && let Some(user) = &previous.user
         {
@@ -537,6 +585,8 @@ impl Room {
 
     fn remove(&mut self, conn: ConnId) -> Option<Member> {
         let member = self.members.remove(&conn)?;
+        let group = self.group_of(conn);
+        self.groups[group].members.remove(&conn);
         if let Some(user) = &member.user {
             self.forget_user(&user.name);
         }
@@ -661,44 +711,103 @@ impl Room {
             (Some(own), Some(conn)) => Some((conn, wire::text(&own))),
             _ => None,
         };
-        self.outgoing.push(Outgoing { frame: wire::text(&shared), sender });
+        self.outgoing.push_back(Outgoing { frame: wire::text(&shared), sender });
     }
 
     /// Sends `frame` to every member at the shard's next flush.
     fn broadcast(&mut self, frame: &Bytes) {
-        self.outgoing.push(Outgoing { frame: wire::text(frame), sender: None });
+        self.outgoing.push_back(Outgoing { frame: wire::text(frame), sender: None });
     }
 
-    /// Hands what is outgoing to every member: the same bytes (framed once, joined once) to all
-    /// but the senders among them; members that cannot take it are closed.
-    fn flush_outgoing(&mut self) {
+    fn group_of(&self, conn: ConnId) -> usize {
+        (conn % self.groups.len() as u64) as usize
+    }
+
+    /// Writes what is outgoing to the groups whose turn has come: to all at once if the room has
+    /// not written for a window (a quiet room adds no delay), else to each group whose window has
+    /// passed. A room of up to `pace.turn_members` members writes in one turn per window; a bigger
+    /// one in as many turns as that takes (at most one per group), staggered evenly over the
+    /// window. Returns when the next group is due, if any still owes frames.
+    fn flush_due(&mut self, now: tokio::time::Instant, pace: Pace) -> Option<tokio::time::Instant> {
         if self.outgoing.is_empty() {
+            return None;
+        }
+        let quiet = self.last_write.is_none_or(|at| at + pace.window <= now);
+        if quiet {
+            self.origin = now;
+        }
+        let groups = self.groups.len();
+        let turns = self.members.len().div_ceil(pace.turn_members.max(1)).clamp(1, groups);
+        let end = self.outgoing_base + self.outgoing.len() as u64;
+        let mut wrote = false;
+        for index in 0..groups {
+            let group = &mut self.groups[index];
+            if group.members.is_empty() {
+                group.cursor = end;
+                continue;
+            }
+            if !quiet && group.next > now {
+                continue;
+            }
+            self.write_group(index);
+            wrote = true;
+            // The group's next turn: its place among the turns, one window apart from then on.
+            let turn = (index * turns / groups) as u32 + 1;
+            let mut next = self.origin + pace.window * turn / turns as u32;
+            if next <= now && !pace.window.is_zero() {
+                let behind = (now - next).as_nanos() / pace.window.as_nanos();
+                next += pace.window * (behind as u32 + 1);
+            }
+            self.groups[index].next = next;
+        }
+        if wrote {
+            self.last_write = Some(now);
+        }
+        // Drop what every group has written.
+        let written = self.groups.iter().map(|group| group.cursor).min().unwrap_or(end);
+        self.outgoing.drain(..(written - self.outgoing_base) as usize);
+        self.outgoing_base = written;
+        self.groups.iter().filter(|group| group.cursor < end).map(|group| group.next).min()
+    }
+
+    /// Hands one group what it has not had of what is outgoing: the same bytes (framed once,
+    /// joined once) to all but the senders and the newly joined among them; members that cannot
+    /// take it are closed.
+    fn write_group(&mut self, index: usize) {
+        let base = self.outgoing_base;
+        let end = base + self.outgoing.len() as u64;
+        let group = &mut self.groups[index];
+        let start = group.cursor;
+        group.cursor = end;
+        if start >= end {
             return;
         }
-        let outgoing = std::mem::take(&mut self.outgoing);
-        self.last_flush = Some(tokio::time::Instant::now());
-        let everyone = joined_frames(outgoing.iter().map(|out| &out.frame));
+        let outgoing = self.outgoing.range((start - base) as usize..);
+        let everyone = joined_frames(outgoing.clone().map(|out| &out.frame));
         // Sorted, so that each member is told apart from the senders in log time: a busy room
         // has many members and a window may hold many senders.
         let mut senders: Vec<ConnId> =
-            outgoing.iter().filter_map(|out| out.sender.as_ref().map(|(conn, _)| *conn)).collect();
+            outgoing.clone().filter_map(|out| out.sender.as_ref().map(|(conn, _)| *conn)).collect();
         senders.sort_unstable();
         senders.dedup();
         let mut slow = Vec::new();
         let mut delivered = 0u64;
-        for (conn, member) in &self.members {
-            let batch = if senders.binary_search(conn).is_ok() {
-                joined_frames(outgoing.iter().map(|out| match &out.sender {
-                    Some((sender, own)) if sender == conn => own,
-                    _ => &out.frame,
-                }))
+        for (conn, (control, owed_from)) in &group.members {
+            let from = start.max(*owed_from);
+            if from >= end {
+                continue;
+            }
+            let batch = if from > start {
+                frames_for(self.outgoing.range((from - base) as usize..), *conn)
+            } else if senders.binary_search(conn).is_ok() {
+                frames_for(outgoing.clone(), *conn)
             } else {
                 everyone.clone()
             };
-            if member.control.push(batch) {
-                delivered += outgoing.len() as u64;
+            if control.push(batch) {
+                delivered += end - from;
             } else {
-                member.control.close(CloseReason::SlowConsumer);
+                control.close(CloseReason::SlowConsumer);
                 slow.push(*conn);
             }
         }
