@@ -344,3 +344,66 @@ async fn a_batch_of_messages_reaches_each_member_as_one_entry_in_order_with_the_
     assert_eq!(bob.next("msg").await["nonce"], Value::Null);
     assert_eq!(bob.next("msg").await["nonce"], "b1");
 }
+
+/// A loopback connection: the server's end attached to a `Control`, and the client's end.
+async fn attached(capacity: usize) -> (Arc<Control>, tokio::net::TcpStream) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    let control = Arc::new(Control::new(capacity));
+    assert!(control.attach(server));
+    (control, client)
+}
+
+#[tokio::test]
+async fn a_frame_the_full_socket_refuses_is_queued_whole_and_later_ones_behind_it() {
+    use tokio::io::AsyncReadExt;
+    let (control, mut client) = attached(8).await;
+    // Fill the socket (the client is not reading) until it takes nothing more.
+    let socket = control.socket().unwrap();
+    let mut filled = 0;
+    loop {
+        match socket.try_write(&[b'.'; 64 * 1024]) {
+            Ok(written) => filled += written,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(error) => panic!("{error}"),
+        }
+    }
+    let first = aether_chat::wire::text(b"{\"n\":1}");
+    let second = aether_chat::wire::text(b"{\"n\":2}");
+    assert!(control.push(first.clone()), "refused for now, not a slow consumer");
+    assert!(control.push(second.clone()));
+    assert!(!control.is_closed());
+    let mut queued = Vec::new();
+    assert_eq!(control.try_pop_many(&mut queued, 64), 2);
+    assert_eq!(queued, [first.clone(), second.clone()], "both queued, whole, in order");
+
+    // What the writer then writes follows the filler, nothing lost or repeated.
+    let reader = tokio::spawn(async move {
+        let mut all = Vec::new();
+        client.read_to_end(&mut all).await.unwrap();
+        all
+    });
+    let (control_for_writer, queued) = (control.clone(), queued);
+    let writer = tokio::spawn(async move {
+        let socket = control_for_writer.socket().unwrap();
+        for frame in queued {
+            let mut rest = &frame[..];
+            while !rest.is_empty() {
+                socket.writable().await.unwrap();
+                match socket.try_write(rest) {
+                    Ok(written) => rest = &rest[written..],
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(error) => panic!("{error}"),
+                }
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), writer).await.unwrap().unwrap();
+    // Close the server's end so the reader sees the end.
+    drop(control);
+    let all = tokio::time::timeout(Duration::from_secs(10), reader).await.unwrap().unwrap();
+    assert_eq!(all.len(), filled + first.len() + second.len());
+    assert!(all[..filled].iter().all(|byte| *byte == b'.'));
+    assert_eq!(&all[filled..], [&first[..], &second[..]].concat());
+}
