@@ -32,6 +32,9 @@ pub fn prometheus() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full("http_request_duration_seconds".into()), LATENCY_BUCKETS)
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(Matcher::Full("aether_chat_delivery_seconds".into()), LATENCY_BUCKETS)
+            })
             .expect("buckets are non-empty")
             .install_recorder()
             .expect("no other metrics recorder is installed")

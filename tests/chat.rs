@@ -554,6 +554,15 @@ async fn a_busy_connection_gets_a_write_per_window_and_a_quiet_one_gets_its_fram
     assert!(written.elapsed() >= Duration::from_millis(800), "held for the window: {:?}", written.elapsed());
     assert!(!reader.buffered.is_empty(), "the third message came in the same write as the second");
     assert_eq!(next_text(&mut reader).await, "third");
+
+    // The delivery latency histogram saw the wait (frames that waited over half a second).
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let value = |prefix: &str| -> f64 {
+        let line = metrics.lines().find(|line| line.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let within_half_a_second = value("aether_chat_delivery_seconds_bucket{le=\"0.5\"}");
+    assert!(value("aether_chat_delivery_seconds_count") > within_half_a_second, "{metrics}");
     app.stop().await;
 }
 

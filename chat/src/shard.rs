@@ -175,6 +175,8 @@ struct Group {
 struct Outgoing {
     frame: Bytes,
     sender: Option<(ConnId, Bytes)>,
+    /// When it was stamped (for the delivery latency histogram).
+    at: Instant,
 }
 
 /// What `conn` is owed of `outgoing`: each frame, or its own copy of the ones it sent.
@@ -711,12 +713,12 @@ impl Room {
             (Some(own), Some(conn)) => Some((conn, wire::text(&own))),
             _ => None,
         };
-        self.outgoing.push_back(Outgoing { frame: wire::text(&shared), sender });
+        self.outgoing.push_back(Outgoing { frame: wire::text(&shared), sender, at: Instant::now() });
     }
 
     /// Sends `frame` to every member at the shard's next flush.
     fn broadcast(&mut self, frame: &Bytes) {
-        self.outgoing.push_back(Outgoing { frame: wire::text(frame), sender: None });
+        self.outgoing.push_back(Outgoing { frame: wire::text(frame), sender: None, at: Instant::now() });
     }
 
     fn group_of(&self, conn: ConnId) -> usize {
@@ -812,6 +814,13 @@ impl Room {
             }
         }
         metrics::counter!("aether_chat_deliveries_total").increment(delivered);
+        // How long each frame waited for this group's turn (its writes took about as long again
+        // as the turn has members, ~10 us each).
+        let now = Instant::now();
+        let waited = metrics::histogram!("aether_chat_delivery_seconds");
+        for out in outgoing {
+            waited.record(now.saturating_duration_since(out.at).as_secs_f64());
+        }
         if !slow.is_empty() {
             metrics::counter!("aether_chat_slow_consumers_total").increment(slow.len() as u64);
             for conn in slow {
