@@ -729,28 +729,37 @@ impl Room {
     /// not written for a window (a quiet room adds no delay), else to each group whose window has
     /// passed. A room of up to `pace.turn_members` members writes in one turn per window; a bigger
     /// one in as many turns as that takes (at most one per group), staggered evenly over the
-    /// window. Returns when the next group is due, if any still owes frames.
+    /// window. Returns when the next group is due (now, for groups left for the next pass), if
+    /// any still owes frames.
     fn flush_due(&mut self, now: tokio::time::Instant, pace: Pace) -> Option<tokio::time::Instant> {
         if self.outgoing.is_empty() {
             return None;
         }
-        let quiet = self.last_write.is_none_or(|at| at + pace.window <= now);
-        if quiet {
+        if self.last_write.is_none_or(|at| at + pace.window <= now) {
+            // Quiet: every group is due now.
             self.origin = now;
+            for group in &mut self.groups {
+                group.next = now;
+            }
         }
         let groups = self.groups.len();
         let turns = self.members.len().div_ceil(pace.turn_members.max(1)).clamp(1, groups);
         let end = self.outgoing_base + self.outgoing.len() as u64;
         let mut wrote = false;
+        // About a turn's worth of members per pass: due groups beyond that (all of a big room's
+        // after a quiet window) are left for the next pass, due at once, so that the shard serves
+        // its other rooms and commands in between.
+        let mut budget = pace.turn_members;
         for index in 0..groups {
             let group = &mut self.groups[index];
             if group.members.is_empty() {
                 group.cursor = end;
                 continue;
             }
-            if !quiet && group.next > now {
+            if group.next > now || budget == 0 {
                 continue;
             }
+            budget = budget.saturating_sub(group.members.len());
             self.write_group(index);
             wrote = true;
             // The group's next turn: its place among the turns, one window apart from then on.
