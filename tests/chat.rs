@@ -523,16 +523,24 @@ async fn next_text(raw: &mut RawWs) -> String {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_busy_connection_gets_a_write_per_window_and_a_quiet_one_gets_its_frame_at_once() {
-    let app = TestApp::spawn_with(Backend::Sqlite, |config| {
+/// A server with a 1 s window (`groups` groups; turns above `turn_members` members) and a channel
+/// `room` of `owner`'s, whose token comes back.
+async fn paced_app(groups: usize, turn_members: usize, owner: &str, room: &str) -> (TestApp, String) {
+    let app = TestApp::spawn_with(Backend::Sqlite, move |config| {
         config.chat.coalesce_ms = 1000;
-        config.chat.coalesce_groups = 1;
+        config.chat.coalesce_groups = groups;
+        config.chat.coalesce_turn_members = turn_members;
     })
     .await
     .unwrap();
-    let owner = app.signup("pacer").await;
-    app.create_channel(&owner, "pace_tv").await;
+    let token = app.signup(owner).await;
+    app.create_channel(&token, room).await;
+    (app, token)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_connection_gets_a_write_per_window_and_a_quiet_one_gets_its_frame_at_once() {
+    let (app, owner) = paced_app(1, 1000, "pacer", "pace_tv").await;
     let mut reader = RawWs::connect(&app).await;
     reader.send(0x81, json!({"type": "join", "room": "pace_tv"}).to_string().as_bytes(), true).await;
     let mut talker = Ws::connect(&app, Some(&owner)).await;
@@ -578,15 +586,7 @@ async fn arrival(ws: &mut Ws, text: &str) -> std::time::Instant {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_big_room_takes_its_writes_in_turns_spread_over_the_window() {
     // Two members make a big room here: its writes go in two turns, half a window apart.
-    let app = TestApp::spawn_with(Backend::Sqlite, |config| {
-        config.chat.coalesce_ms = 1000;
-        config.chat.coalesce_groups = 2;
-        config.chat.coalesce_turn_members = 1;
-    })
-    .await
-    .unwrap();
-    let owner = app.signup("turner").await;
-    app.create_channel(&owner, "turns_tv").await;
+    let (app, owner) = paced_app(2, 1, "turner", "turns_tv").await;
     let mut talker = Ws::connect(&app, Some(&owner)).await;
     talker.join("turns_tv").await;
     // Consecutive connections, so one in each group.
@@ -619,14 +619,7 @@ async fn a_big_room_takes_its_writes_in_turns_spread_over_the_window() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_joining_within_a_window_gets_each_message_once() {
     // One group: the late member joins one that still owes what was sent before it came.
-    let app = TestApp::spawn_with(Backend::Sqlite, |config| {
-        config.chat.coalesce_ms = 1000;
-        config.chat.coalesce_groups = 1;
-    })
-    .await
-    .unwrap();
-    let owner = app.signup("joiner").await;
-    app.create_channel(&owner, "late_tv").await;
+    let (app, owner) = paced_app(1, 1000, "joiner", "late_tv").await;
     let mut talker = Ws::connect(&app, Some(&owner)).await;
     talker.join("late_tv").await;
     let mut early = Ws::connect(&app, None).await;
