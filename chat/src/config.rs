@@ -28,10 +28,10 @@ pub struct ChatConfig {
     pub outbox_frames: usize,
     /// Limit violations within a minute after which the socket is closed.
     pub max_violations_per_minute: u32,
-    /// A room hands out its frames at most once per this window (0: no limit): the first after
-    /// a quiet window at once, what comes within the window together when it ends. So a busy
-    /// room costs each connection one write per window instead of one per message, and a quiet
-    /// room adds no delay.
+    /// A connection gets a room's frames at most once per this window (0: no limit): the first
+    /// after a quiet window at once, what comes within the window together when it ends. So a
+    /// busy room costs each connection one write per window instead of one per message, and a
+    /// quiet room adds no delay.
     pub coalesce_ms: u64,
     /// A room bigger than `coalesce_turn_members` gets its writes in turns, staggered evenly over
     /// the window, as many as its size takes (at most this many): a big room's writes spread over
@@ -87,5 +87,26 @@ impl ChatConfig {
             return Err("chat.history <= 10000 and chat.presence_interval_ms >= 100".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChatConfig;
+
+    #[test]
+    fn the_pacing_settings_are_checked() {
+        assert!(ChatConfig::default().validate().is_ok());
+        for bad in [
+            ChatConfig { coalesce_ms: 1001, ..ChatConfig::default() },
+            ChatConfig { coalesce_groups: 0, ..ChatConfig::default() },
+            ChatConfig { coalesce_groups: 65, ..ChatConfig::default() },
+            ChatConfig { coalesce_turn_members: 0, ..ChatConfig::default() },
+        ] {
+            let error = bad.validate().unwrap_err();
+            assert!(error.contains("chat.coalesce"), "{error}");
+        }
+        let fine = ChatConfig { coalesce_ms: 0, coalesce_groups: 1, coalesce_turn_members: 1, ..ChatConfig::default() };
+        assert!(fine.validate().is_ok());
     }
 }

@@ -141,9 +141,8 @@ struct Room {
     /// costs each connection one write per window.
     outgoing: VecDeque<Outgoing>,
     outgoing_base: u64,
-    /// The members again, in `chat.coalesce_groups` groups (by connection id) whose windows are
-    /// staggered evenly: a big room's writes spread over the window instead of coming in one
-    /// burst, so a frame waits at most one window for any member.
+    /// The members again, in `chat.coalesce_groups` groups (by connection id) that take their
+    /// turns spread evenly over the window once the room is big (see `flush_due`).
     groups: Vec<Group>,
     /// When any group last wrote.
     last_write: Option<tokio::time::Instant>,
@@ -308,10 +307,7 @@ impl Shard {
         match self.rooms.get_mut(&name) {
             Some(Slot::Ready(room)) => {
                 let record = room.handle(command, self.bridge.as_ref());
-                if !room.outgoing.is_empty() && !room.flush_listed {
-                    room.flush_listed = true;
-                    self.dirty.push(name);
-                }
+                room.list_for_flush(&name, &mut self.dirty);
                 if let Some(record) = record {
                     self.persist(record);
                 }
@@ -394,10 +390,7 @@ impl Shard {
                 self.persist(record);
             }
         }
-        if !room.outgoing.is_empty() {
-            room.flush_listed = true;
-            self.dirty.push(name.clone());
-        }
+        room.list_for_flush(&name, &mut self.dirty);
         metrics::gauge!("aether_chat_rooms").increment(1.0);
         self.rooms.insert(name, Slot::Ready(room));
     }
@@ -424,10 +417,7 @@ impl Shard {
                 room.users_changed &= !noted;
             }
             room.broadcast_presence(presence);
-            if !room.outgoing.is_empty() && !room.flush_listed {
-                room.flush_listed = true;
-                dirty.push(name.clone());
-            }
+            room.list_for_flush(name, dirty);
             room.timeouts.retain(|_, until| *until > now);
             let slow = room.slow;
             room.last_sent.retain(|_, at| now.saturating_duration_since(*at) < slow);
@@ -719,6 +709,14 @@ impl Room {
     /// Sends `frame` to every member at the shard's next flush.
     fn broadcast(&mut self, frame: &Bytes) {
         self.outgoing.push_back(Outgoing { frame: wire::text(frame), sender: None, at: Instant::now() });
+    }
+
+    /// Puts the room on the shard's list for the next flush if it has frames outgoing (once).
+    fn list_for_flush(&mut self, name: &str, dirty: &mut Vec<String>) {
+        if !self.outgoing.is_empty() && !self.flush_listed {
+            self.flush_listed = true;
+            dirty.push(name.to_owned());
+        }
     }
 
     fn group_of(&self, conn: ConnId) -> usize {
