@@ -180,25 +180,10 @@ struct Outgoing {
 
 /// What `conn` is owed of `outgoing`: each frame, or its own copy of the ones it sent.
 fn frames_for<'a>(outgoing: impl Iterator<Item = &'a Outgoing> + Clone, conn: ConnId) -> Bytes {
-    joined_frames(outgoing.map(move |out| match &out.sender {
+    wire::joined(outgoing.map(move |out| match &out.sender {
         Some((sender, own)) if *sender == conn => own,
         _ => &out.frame,
     }))
-}
-
-/// The frames as one buffer (one queue entry, one write).
-fn joined_frames<'a>(frames: impl Iterator<Item = &'a Bytes> + Clone) -> Bytes {
-    let mut all = frames.clone();
-    match (all.next(), all.next()) {
-        (Some(only), None) => only.clone(),
-        _ => {
-            let mut out = Vec::with_capacity(frames.clone().map(Bytes::len).sum());
-            for frame in frames {
-                out.extend_from_slice(frame);
-            }
-            Bytes::from(out)
-        }
-    }
 }
 
 enum Slot {
@@ -792,7 +777,7 @@ impl Room {
             return;
         }
         let outgoing = self.outgoing.range((start - base) as usize..);
-        let everyone = joined_frames(outgoing.clone().map(|out| &out.frame));
+        let everyone = wire::joined(outgoing.clone().map(|out| &out.frame));
         // Sorted, so that each member is told apart from the senders in log time: a busy room
         // has many members and a window may hold many senders.
         let mut senders: Vec<ConnId> =

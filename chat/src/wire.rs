@@ -57,6 +57,21 @@ pub fn close_frame(code: u16, reason: &str) -> Bytes {
     frame(OP_CLOSE, &payload)
 }
 
+/// Whole frames as one buffer (one queue entry, one write); a lone frame as it is.
+pub fn joined<'a>(frames: impl Iterator<Item = &'a Bytes> + Clone) -> Bytes {
+    let mut all = frames.clone();
+    match (all.next(), all.next()) {
+        (Some(only), None) => only.clone(),
+        _ => {
+            let mut out = Vec::with_capacity(frames.clone().map(Bytes::len).sum());
+            for frame in frames {
+                out.extend_from_slice(frame);
+            }
+            Bytes::from(out)
+        }
+    }
+}
+
 /// The payloads of the server frames in `bytes` (an outbox entry may hold several), for tests
 /// and tools reading an outbox.
 pub fn payloads(mut bytes: &[u8]) -> Vec<&[u8]> {

@@ -250,20 +250,9 @@ async fn write_all(socket: &TcpStream, mut data: &[u8]) -> std::io::Result<()> {
 }
 
 async fn write_batch(socket: &TcpStream, batch: &mut Vec<Bytes>) -> std::io::Result<()> {
-    match batch.len() {
-        0 => Ok(()),
-        1 => {
-            let frame = batch.pop().expect("one frame");
-            write_all(socket, &frame).await
-        }
-        _ => {
-            let mut joined = Vec::with_capacity(batch.iter().map(Bytes::len).sum());
-            for frame in batch.drain(..) {
-                joined.extend_from_slice(&frame);
-            }
-            write_all(socket, &joined).await
-        }
-    }
+    let joined = wire::joined(batch.iter());
+    batch.clear();
+    write_all(socket, &joined).await
 }
 
 /// Reads from the socket, or ends with the connection.
