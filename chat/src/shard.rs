@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::bridge::{Bridge, BridgeCommand, PendingMessage, RemoteEvent};
 use crate::config::ChatConfig;
 use crate::hub::{
-    ChatUser, CloseReason, ConnId, Control, Directory, Member, ModerationAction, ModerationRecord, RoomSeed, now_ms,
+    ChatUser, CloseReason, ConnId, Directory, Member, ModerationAction, ModerationRecord, RoomSeed, now_ms,
 };
 use crate::ids::MessageId;
 use crate::protocol::{self, ChatUserView, ErrorCode, MessageFields};
@@ -121,7 +121,6 @@ struct Room {
     next_seq: u64,
     history: VecDeque<HistoryEntry>,
     history_limit: usize,
-    members: HashMap<ConnId, Member>,
     /// Signed-in users present, with their connection counts.
     users: HashMap<String, usize>,
     owner: String,
@@ -141,8 +140,8 @@ struct Room {
     /// costs each connection one write per window.
     outgoing: VecDeque<Outgoing>,
     outgoing_base: u64,
-    /// The members again, in `chat.coalesce_groups` groups (by connection id) that take their
-    /// turns spread evenly over the window once the room is big (see `flush_due`).
+    /// The members, in `chat.coalesce_groups` groups (by connection id) that take their turns
+    /// spread evenly over the window once the room is big (see `flush_due`).
     groups: Vec<Group>,
     /// When any group last wrote.
     last_write: Option<tokio::time::Instant>,
@@ -150,6 +149,13 @@ struct Room {
     origin: tokio::time::Instant,
     /// In the shard's list of rooms to flush.
     flush_listed: bool,
+}
+
+struct Joined {
+    member: Member,
+    /// The first outgoing frame it is owed (frames from before its join are in the history it
+    /// got).
+    owed_from: u64,
 }
 
 /// How often a room's members get its frames (`chat.coalesce_*`).
@@ -160,9 +166,7 @@ struct Pace {
 }
 
 struct Group {
-    /// Each member's control, and the first outgoing frame it is owed (frames from before its
-    /// join are in the history it got).
-    members: HashMap<ConnId, (Arc<Control>, u64)>,
+    members: HashMap<ConnId, Joined>,
     /// The first outgoing frame this group has not written.
     cursor: u64,
     /// When the group may write next.
@@ -250,7 +254,7 @@ impl Shard {
         }
         for slot in self.rooms.values() {
             if let Slot::Ready(room) = slot {
-                for member in room.members.values() {
+                for member in room.members() {
                     member.control.close(CloseReason::Shutdown);
                 }
             }
@@ -346,7 +350,6 @@ impl Shard {
             next_seq: 1,
             history: VecDeque::with_capacity(self.config.history.min(1024)),
             history_limit: self.config.history,
-            members: HashMap::new(),
             users: HashMap::new(),
             users_changed: false,
             owner: seed.owner,
@@ -395,7 +398,7 @@ impl Shard {
                 let names = room.users_changed.then(|| room.users.keys().cloned().collect());
                 let noted = bridge.note(BridgeCommand::Presence {
                     room: name.clone(),
-                    count: room.members.len(),
+                    count: room.member_count(),
                     users: room.users.len(),
                     names,
                 });
@@ -532,21 +535,21 @@ impl Room {
         // What is outgoing is in the history the joiner gets: it is owed what comes after.
         let owed_from = self.outgoing_base + self.outgoing.len() as u64;
         let group = self.group_of(conn);
-        self.groups[group].members.insert(conn, (member.control.clone(), owed_from));
-        if let Some(previous) = self.members.insert(conn, member)
-            && let Some(user) = &previous.user
+        if let Some(previous) = self.groups[group].members.insert(conn, Joined { member, owed_from })
+            && let Some(user) = &previous.member.user
         {
             // A repeated join of the same connection replaces it; keep the user count right.
             self.forget_user(&user.name);
         }
         self.empty_since = None;
-        let member = &self.members[&conn];
+        let member = &self.groups[group].members[&conn].member;
         let you = member.user.as_deref().map(|user| protocol::You {
             name: &user.name,
             badges: self.badges(user),
             moderator: self.is_moderator(user),
         });
-        let frame = protocol::joined(&self.name, &history, self.members.len() + self.remote_presence.0, recovered, you);
+        let frame =
+            protocol::joined(&self.name, &history, self.member_count() + self.remote_presence.0, recovered, you);
         reply(member, frame);
     }
 
@@ -561,13 +564,12 @@ impl Room {
     }
 
     fn remove(&mut self, conn: ConnId) -> Option<Member> {
-        let member = self.members.remove(&conn)?;
         let group = self.group_of(conn);
-        self.groups[group].members.remove(&conn);
+        let Joined { member, .. } = self.groups[group].members.remove(&conn)?;
         if let Some(user) = &member.user {
             self.forget_user(&user.name);
         }
-        if self.members.is_empty() {
+        if self.member_count() == 0 {
             self.empty_since = Some(Instant::now());
         }
         Some(member)
@@ -598,7 +600,7 @@ impl Room {
         queued: Instant,
         bridge: Option<&Bridge>,
     ) {
-        let Some(sender) = self.members.get(&conn) else { return };
+        let Some(sender) = self.member(conn) else { return };
         let now = Instant::now();
         let privileged = self.is_moderator(&user);
         let refusal = if self.banned.contains(&user.name) {
@@ -708,6 +710,18 @@ impl Room {
         (conn % self.groups.len() as u64) as usize
     }
 
+    fn member(&self, conn: ConnId) -> Option<&Member> {
+        self.groups[self.group_of(conn)].members.get(&conn).map(|joined| &joined.member)
+    }
+
+    fn members(&self) -> impl Iterator<Item = &Member> {
+        self.groups.iter().flat_map(|group| group.members.values()).map(|joined| &joined.member)
+    }
+
+    fn member_count(&self) -> usize {
+        self.groups.iter().map(|group| group.members.len()).sum()
+    }
+
     /// Writes what is outgoing to the groups whose turn has come: to all at once if the room has
     /// not written for a window (a quiet room adds no delay), else to each group whose window has
     /// passed. A room of up to `pace.turn_members` members writes in one turn per window; a bigger
@@ -726,7 +740,7 @@ impl Room {
             }
         }
         let groups = self.groups.len();
-        let turns = self.members.len().div_ceil(pace.turn_members.max(1)).clamp(1, groups);
+        let turns = self.member_count().div_ceil(pace.turn_members.max(1)).clamp(1, groups);
         let end = self.outgoing_base + self.outgoing.len() as u64;
         let mut wrote = false;
         // About a turn's worth of members per pass: due groups beyond that (all of a big room's
@@ -786,7 +800,7 @@ impl Room {
         senders.dedup();
         let mut slow = Vec::new();
         let mut delivered = 0u64;
-        for (conn, (control, owed_from)) in &group.members {
+        for (conn, Joined { member, owed_from }) in &group.members {
             let from = start.max(*owed_from);
             if from >= end {
                 continue;
@@ -798,10 +812,10 @@ impl Room {
             } else {
                 everyone.clone()
             };
-            if control.push(batch) {
+            if member.control.push(batch) {
                 delivered += end - from;
             } else {
-                control.close(CloseReason::SlowConsumer);
+                member.control.close(CloseReason::SlowConsumer);
                 slow.push(*conn);
             }
         }
@@ -828,7 +842,7 @@ impl Room {
     }
 
     fn broadcast_presence(&mut self, presence: &DashMap<String, usize>) {
-        let now = (self.members.len() + self.remote_presence.0, self.users.len() + self.remote_presence.1);
+        let now = (self.member_count() + self.remote_presence.0, self.users.len() + self.remote_presence.1);
         if now == self.presence_sent {
             return;
         }
@@ -845,7 +859,7 @@ impl Room {
         action: ModerationAction,
         bridge: Option<&Bridge>,
     ) -> Option<ModerationRecord> {
-        let member = self.members.get(&conn).cloned()?;
+        let member = self.member(conn).cloned()?;
         if !self.is_moderator(actor) {
             reply(
                 &member,
