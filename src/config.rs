@@ -25,6 +25,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub channels: ChannelsConfig,
     pub hls: crate::live::HlsConfig,
+    pub live: crate::live::LiveConfig,
     pub transcode: aether_transcode::TranscodeConfig,
     pub chat: aether_chat::ChatConfig,
     pub storage: aether_vod::StorageConfig,
@@ -190,6 +191,9 @@ impl Config {
             return invalid("clips.workers and clips.queue must be at least 1");
         }
         self.hls.validate().map_err(ConfigError::Value)?;
+        if self.live.reconnect_grace_seconds > 600 {
+            return Err(ConfigError::Value("live.reconnect_grace_seconds must be 0 to 600".into()));
+        }
         self.transcode.validate().map_err(ConfigError::Value)?;
         self.chat.validate().map_err(ConfigError::Value)?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {

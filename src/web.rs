@@ -30,6 +30,8 @@ pub fn router() -> Router<AppState> {
         .route("/clip/{id}", get(page))
         .route("/assets/{*file}", get(asset))
         .route("/favicon.svg", get(favicon))
+        // Browsers ask for this one on their own, whatever a page links; the SVG answers it.
+        .route("/favicon.ico", get(favicon))
         .route("/{channel}", get(channel_page))
 }
 

@@ -204,26 +204,6 @@ async fn a_killed_publisher_takes_the_channel_offline_and_the_server_stays_up() 
     app.stop().await;
 }
 
-/// Completes an RTMP handshake as a client on `socket`.
-async fn client_handshake(socket: &mut tokio::net::TcpStream) {
-    use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut handshake = Handshake::new(PeerType::Client);
-    socket.write_all(&handshake.generate_outbound_p0_and_p1().unwrap()).await.unwrap();
-    let mut buffer = [0u8; 4096];
-    loop {
-        let n = socket.read(&mut buffer).await.unwrap();
-        assert!(n > 0, "server closed during the handshake");
-        match handshake.process_bytes(&buffer[..n]).unwrap() {
-            HandshakeProcessResult::InProgress { response_bytes } => socket.write_all(&response_bytes).await.unwrap(),
-            HandshakeProcessResult::Completed { response_bytes, .. } => {
-                socket.write_all(&response_bytes).await.unwrap();
-                return;
-            }
-        }
-    }
-}
-
 /// Reads until the server closes the connection; panics if it is still open after `limit`.
 async fn closed_within(socket: &mut tokio::net::TcpStream, limit: Duration) {
     use tokio::io::AsyncReadExt;
@@ -285,7 +265,7 @@ async fn hostile_rtmp_clients_are_closed_and_logged_while_other_streams_play() {
 
     // A chunk size beyond what RTMP allows (the top bit must be zero).
     let mut socket = tokio::net::TcpStream::connect(rtmp).await.unwrap();
-    client_handshake(&mut socket).await;
+    support::flv::handshake(&mut socket).await;
     let set_chunk_size = [0x02, 0, 0, 0, 0, 0, 4, 0x01, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff];
     socket.write_all(&set_chunk_size).await.unwrap();
     closed_within(&mut socket, Duration::from_secs(5)).await;

@@ -58,6 +58,23 @@ impl AacConfig {
         format!("mp4a.40.{}", self.object_type)
     }
 
+    /// `AAC-LC 48 kHz stereo`, for people.
+    pub fn describe(&self) -> String {
+        let kind = match self.object_type {
+            2 => "AAC-LC".to_owned(),
+            5 => "HE-AAC".to_owned(),
+            29 => "HE-AACv2".to_owned(),
+            other => format!("AAC (object type {other})"),
+        };
+        let channels = match self.channels {
+            1 => "mono".to_owned(),
+            2 => "stereo".to_owned(),
+            n => format!("{n} channels"),
+        };
+        let rate = f64::from(self.sample_rate) / 1000.0;
+        format!("{kind} {rate} kHz {channels}")
+    }
+
     /// PCM samples per AAC frame (per channel).
     pub fn samples_per_frame(&self) -> u32 {
         1024
@@ -69,7 +86,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lc_stereo_48k_parses() {
+    fn lc_stereo_48k_parses_and_reads_as_people_name_it() {
+        assert_eq!(AacConfig::parse(Bytes::from_static(&[0x11, 0x90])).unwrap().describe(), "AAC-LC 48 kHz stereo");
+        assert_eq!(AacConfig::parse(Bytes::from_static(&[0x12, 0x08])).unwrap().describe(), "AAC-LC 44.1 kHz mono");
         // 00010 0011 0010 000: AAC-LC, 48 kHz, 2 channels.
         let config = AacConfig::parse(Bytes::from_static(&[0x11, 0x90])).unwrap();
         assert_eq!((config.object_type, config.sample_rate, config.channels), (2, 48000, 2));

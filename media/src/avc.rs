@@ -96,6 +96,22 @@ impl AvcConfig {
     pub fn codec_string(&self) -> String {
         format!("avc1.{:02x}{:02x}{:02x}", self.profile, self.compatibility, self.level)
     }
+
+    /// `High 3.1`: the profile's name and the level, as encoders' settings name them.
+    pub fn profile_name(&self) -> String {
+        let profile = match self.profile {
+            66 => "Baseline",
+            77 => "Main",
+            88 => "Extended",
+            100 => "High",
+            110 => "High 10",
+            122 => "High 4:2:2",
+            244 => "High 4:4:4",
+            _ => "profile",
+        };
+        let profile = if profile == "profile" { format!("profile {}", self.profile) } else { profile.to_owned() };
+        format!("{profile} {}.{}", self.level / 10, self.level % 10)
+    }
 }
 
 /// Removes emulation-prevention bytes (`00 00 03` -> `00 00`) from a NAL unit payload.

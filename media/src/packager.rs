@@ -29,6 +29,9 @@ const SEGMENTS_WITH_PARTS: usize = 3;
 const AUDIO_QUEUE_MAX: usize = 512;
 /// Timing tolerance for cuts, in ticks (1 ms).
 const TOLERANCE: i64 = (TIMEBASE / 1000) as i64;
+/// Video frames held while the packager waits for the audio configuration: a bound on memory
+/// whatever the timestamps say (10 s at 60 fps).
+const WAITING_VIDEO_MAX: usize = 600;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PackagerConfig {
@@ -37,11 +40,19 @@ pub struct PackagerConfig {
     pub part_target_ms: Option<u32>,
     /// Complete segments listed in the live playlist.
     pub window_segments: usize,
+    /// Before the first segment, how long (media time) a stream that has shown one track's
+    /// configuration waits for the other's before it starts without it. Publishers send the two
+    /// sequence headers in either order, some frames apart; starting at the first one would make
+    /// a first init segment without the other track and a discontinuity when it comes.
+    pub track_wait_ms: u32,
 }
+
+/// The default `track_wait_ms`: a second.
+pub const TRACK_WAIT_MS: u32 = 1000;
 
 impl Default for PackagerConfig {
     fn default() -> Self {
-        Self { segment_target_ms: 2000, part_target_ms: Some(500), window_segments: 6 }
+        Self { segment_target_ms: 2000, part_target_ms: Some(500), window_segments: 6, track_wait_ms: TRACK_WAIT_MS }
     }
 }
 
@@ -133,6 +144,16 @@ pub struct Packager {
     init_tracks: (bool, bool),
     /// (decode time, wall-clock ms) of the first packaged frame.
     clock_anchor: Option<(i64, i64)>,
+    /// Before the start: video frames (from the first keyframe, with their arrival wall clock)
+    /// held while the audio configuration may still come.
+    waiting_video: VecDeque<(MediaFrame, i64)>,
+    /// The wait for the other track is over: the stream starts with what it has.
+    tracks_settled: bool,
+    /// The wall clock of the latest event.
+    last_wall_ms: i64,
+    /// The publisher went away and came back (`interrupt`): the next segment follows a
+    /// discontinuity.
+    interrupted: bool,
     pending_video: Option<MediaFrame>,
     last_video_duration: i64,
     part_video: Vec<Sample>,
@@ -163,6 +184,10 @@ impl Packager {
             inits: VecDeque::new(),
             init_tracks: (false, false),
             clock_anchor: None,
+            waiting_video: VecDeque::new(),
+            tracks_settled: false,
+            last_wall_ms: 0,
+            interrupted: false,
             pending_video: None,
             last_video_duration: i64::from(TIMEBASE / 30),
             part_video: Vec::new(),
@@ -190,6 +215,7 @@ impl Packager {
     /// Takes one stream event; `wall_ms` is the wall clock (Unix ms) at which it arrived.
     pub fn push(&mut self, event: StreamEvent, wall_ms: i64) -> Result<Vec<Produced>, PackagerError> {
         let mut produced = Vec::new();
+        self.last_wall_ms = wall_ms;
         match event {
             StreamEvent::VideoConfig(config) => {
                 if self.video_config.as_ref().is_some_and(|old| old.record != config.record)
@@ -206,6 +232,8 @@ impl Packager {
                     self.config_changed = true;
                 }
                 self.audio_config = Some(config);
+                // The video that waited for this starts the stream now, with both tracks.
+                self.release_waiting_video(&mut produced)?;
             }
             StreamEvent::Frame(frame) => match frame.track {
                 Track::Video => self.push_video(frame, wall_ms, &mut produced)?,
@@ -231,9 +259,12 @@ impl Packager {
         }
         let Some(pending) = self.pending_video.take() else {
             if !self.started() {
-                if !frame.keyframe {
+                if !frame.keyframe && self.waiting_video.is_empty() {
                     self.stats.frames_dropped += 1;
                     return Ok(());
+                }
+                if self.audio_config.is_none() && !self.tracks_settled {
+                    return self.wait_for_audio(frame, wall_ms, produced);
                 }
                 self.start(frame.dts, wall_ms, produced)?;
                 self.part_video_base = frame.dts;
@@ -249,6 +280,32 @@ impl Packager {
         let boundary = self.add_video_sample(pending, duration);
         self.cut_before(boundary, frame.keyframe, produced)?;
         self.pending_video = Some(frame);
+        Ok(())
+    }
+
+    /// Holds `frame` (the first keyframe or one after it) until the audio configuration comes or
+    /// the held video spans `track_wait_ms`; then the stream starts with the tracks it has.
+    fn wait_for_audio(
+        &mut self,
+        frame: MediaFrame,
+        wall_ms: i64,
+        produced: &mut Vec<Produced>,
+    ) -> Result<(), PackagerError> {
+        let first = self.waiting_video.front().map_or(frame.dts, |(first, _)| first.dts);
+        let waited = frame.dts - first >= self.ms_to_ticks(self.config.track_wait_ms);
+        self.waiting_video.push_back((frame, wall_ms));
+        if waited || self.waiting_video.len() >= WAITING_VIDEO_MAX {
+            self.tracks_settled = true;
+            self.release_waiting_video(produced)?;
+        }
+        Ok(())
+    }
+
+    /// Packages the video that waited for the audio configuration, in its order.
+    fn release_waiting_video(&mut self, produced: &mut Vec<Produced>) -> Result<(), PackagerError> {
+        for (frame, wall_ms) in std::mem::take(&mut self.waiting_video) {
+            self.push_video(frame, wall_ms, produced)?;
+        }
         Ok(())
     }
 
@@ -280,16 +337,19 @@ impl Packager {
         }
         let audio_only = self.video_config.is_none();
         if !self.started() {
-            if !audio_only {
-                // Kept until the first keyframe: audio stamped at or after it belongs to it.
-                self.audio_queue.push_back(frame);
-                if self.audio_queue.len() > AUDIO_QUEUE_MAX {
-                    self.audio_queue.pop_front();
-                    self.stats.frames_dropped += 1;
-                }
+            // Kept until the first keyframe (audio stamped at or after it belongs to it), or, while
+            // no video configuration has come, until the audio alone spans the track wait.
+            let first = self.audio_queue.front().map_or(frame.dts, |first| first.dts);
+            let waited = frame.dts - first >= self.ms_to_ticks(self.config.track_wait_ms);
+            self.audio_queue.push_back(frame);
+            if self.audio_queue.len() > AUDIO_QUEUE_MAX {
+                self.audio_queue.pop_front();
+                self.stats.frames_dropped += 1;
+            }
+            if !audio_only || !(waited || self.tracks_settled) {
                 return Ok(());
             }
-            self.start(frame.dts, wall_ms, produced)?;
+            return self.start_audio_only(wall_ms, produced);
         }
         if !self.init_tracks.1 {
             // The stream started without audio: it joins at the next init segment.
@@ -308,13 +368,34 @@ impl Packager {
         Ok(())
     }
 
+    /// Starts an audio-only stream at its first queued frame (`wall_ms`: when the last arrived).
+    fn start_audio_only(&mut self, wall_ms: i64, produced: &mut Vec<Produced>) -> Result<(), PackagerError> {
+        self.tracks_settled = true;
+        let queued = std::mem::take(&mut self.audio_queue);
+        let (Some(first), Some(last)) = (queued.front(), queued.back()) else { return Ok(()) };
+        let start = first.dts;
+        let start_wall = wall_ms - (last.dts - start) * 1000 / i64::from(TIMEBASE);
+        self.start(start, start_wall, produced)?;
+        for frame in queued {
+            let dts = frame.dts;
+            self.audio_queue.push_back(frame);
+            self.cut_before(dts, true, produced)?;
+        }
+        Ok(())
+    }
+
     fn start(&mut self, dts: i64, wall_ms: i64, produced: &mut Vec<Produced>) -> Result<(), PackagerError> {
         self.clock_anchor.get_or_insert((dts, wall_ms));
         let before = self.audio_queue.len();
         self.audio_queue.retain(|frame| frame.dts >= dts);
         self.stats.frames_dropped += (before - self.audio_queue.len()) as u64;
-        let init_id = self.new_init(produced)?;
-        self.open_segment(dts, init_id, false);
+        // After an interruption the init segment stays unless the configuration changed.
+        let discontinuity = std::mem::take(&mut self.interrupted);
+        let init_id = match self.inits.back() {
+            Some((id, _)) if discontinuity && !self.config_changed => *id,
+            _ => self.new_init(produced)?,
+        };
+        self.open_segment(dts, init_id, discontinuity);
         Ok(())
     }
 
@@ -473,6 +554,17 @@ impl Packager {
     /// segment.
     pub fn finish(&mut self) -> Result<Vec<Produced>, PackagerError> {
         let mut produced = Vec::new();
+        if !self.started() {
+            // Whatever waited for the other track goes out with the track it has.
+            self.tracks_settled = true;
+            self.release_waiting_video(&mut produced)?;
+            if !self.started() && self.video_config.is_none() {
+                self.start_audio_only(self.last_wall_ms, &mut produced)?;
+            }
+            if !self.started() {
+                return Ok(produced);
+            }
+        }
         if let Some(pending) = self.pending_video.take() {
             let end = self.add_video_sample(pending, self.last_video_duration.max(1));
             self.close_part(end, &mut produced)?;
@@ -481,6 +573,18 @@ impl Packager {
             self.close_part(last, &mut produced)?;
             self.close_segment(last, &mut produced);
         }
+        Ok(produced)
+    }
+
+    /// The publisher is gone for now and may come back (a reconnect): what is held is flushed
+    /// as by `finish`, and the stream goes on, when frames come again, with a new segment after
+    /// a discontinuity (timestamps must keep increasing across it: the caller shifts them).
+    pub fn interrupt(&mut self) -> Result<Vec<Produced>, PackagerError> {
+        let produced = self.finish()?;
+        self.pending_video = None;
+        self.audio_queue.clear();
+        self.next_audio_decode = None;
+        self.interrupted = self.open.is_none() && !self.inits.is_empty();
         Ok(produced)
     }
 

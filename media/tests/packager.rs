@@ -128,6 +128,7 @@ fn b_frame_composition_offsets_and_both_tracks_reach_the_fragments() {
 fn frames_before_the_first_keyframe_are_dropped_and_counted() {
     let mut packager = Packager::new(PackagerConfig::default());
     packager.push(StreamEvent::VideoConfig(avc_config(SPS)), WALL0).unwrap();
+    packager.push(StreamEvent::AudioConfig(aac_config()), WALL0).unwrap();
     for index in 1..=10 {
         assert!(packager.push(video(index, false), WALL0).unwrap().is_empty());
     }
@@ -322,4 +323,143 @@ fn resource_names_round_trip_and_reject_junk() {
     }
     assert_eq!(playlist::iso8601(0), "1970-01-01T00:00:00.000Z");
     assert_eq!(playlist::iso8601(951_782_400_001), "2000-02-29T00:00:00.001Z");
+}
+
+/// The track ids in an init segment's `moov`.
+fn init_tracks(init: &Bytes) -> Vec<u32> {
+    let mut cursor = std::io::Cursor::new(&init[..]);
+    loop {
+        match Any::decode(&mut cursor).expect("an init segment") {
+            Any::Moov(moov) => return moov.trak.iter().map(|trak| trak.tkhd.track_id).collect(),
+            _ => continue,
+        }
+    }
+}
+
+/// `seconds` of a stream whose audio sequence header comes `audio_late` frames of video after
+/// the first keyframe (OBS 29: the AAC header 66 ms after the first picture); audio frames start
+/// with the header.
+fn feed_video_first(packager: &mut Packager, audio_late: i64, seconds: i64) {
+    packager.push(StreamEvent::VideoConfig(avc_config(SPS)), WALL0).unwrap();
+    let mut next_audio = 0;
+    for index in 0..seconds * 30 {
+        let wall = WALL0 + index * 1000 / 30;
+        if index == audio_late {
+            packager.push(StreamEvent::AudioConfig(aac_config()), wall).unwrap();
+            next_audio = (index * FRAME * 48_000 / 90_000 + 1023) / 1024;
+        }
+        while index >= audio_late && next_audio * 1024 * 90_000 / 48_000 <= index * FRAME {
+            packager.push(audio(next_audio), wall).unwrap();
+            next_audio += 1;
+        }
+        packager.push(video(index, index % 60 == 0), wall).unwrap();
+    }
+}
+
+#[test]
+fn audio_whose_configuration_comes_after_the_first_picture_is_in_the_first_init() {
+    let mut packager = Packager::new(PackagerConfig::default());
+    feed_video_first(&mut packager, 2, 5);
+    assert_eq!(packager.current_init_id(), Some(0), "one init segment, no discontinuity");
+    assert_eq!(init_tracks(&packager.init(0).unwrap()), [1, 2], "video and audio from the first init");
+    let first = packager.segments().next().unwrap();
+    assert_eq!((first.start_dts, first.program_date_time_ms), (0, WALL0), "starts at the first keyframe");
+    assert!(!packager.segments().any(|s| s.discontinuity));
+    assert_eq!(Variant::of(&packager, "v.m3u8".into()).unwrap().codecs.len(), 2);
+}
+
+#[test]
+fn audio_that_comes_before_the_video_configuration_waits_for_the_first_keyframe() {
+    let mut packager = Packager::new(PackagerConfig::default());
+    packager.push(StreamEvent::AudioConfig(aac_config()), WALL0).unwrap();
+    // 300 ms of audio alone, then the video configuration and the pictures from dts 0.
+    for index in 0..15 {
+        assert!(packager.push(audio(index), WALL0).unwrap().is_empty(), "no audio-only start");
+    }
+    packager.push(StreamEvent::VideoConfig(avc_config(SPS)), WALL0).unwrap();
+    let mut next_audio = 15;
+    for index in 0..150 {
+        while next_audio * 1024 * 90_000 / 48_000 <= index * FRAME {
+            packager.push(audio(next_audio), WALL0).unwrap();
+            next_audio += 1;
+        }
+        packager.push(video(index, index % 60 == 0), WALL0).unwrap();
+    }
+    assert_eq!(packager.current_init_id(), Some(0));
+    assert_eq!(init_tracks(&packager.init(0).unwrap()), [1, 2]);
+    assert!(!packager.segments().any(|s| s.discontinuity));
+}
+
+#[test]
+fn a_stream_without_audio_starts_after_the_track_wait_from_its_first_keyframe() {
+    let mut packager = Packager::new(PackagerConfig::default());
+    packager.push(StreamEvent::VideoConfig(avc_config(SPS)), WALL0).unwrap();
+    let mut first_init_at = None;
+    for index in 0..150 {
+        let produced = packager.push(video(index, index % 60 == 0), WALL0 + index * 1000 / 30).unwrap();
+        if produced.contains(&Produced::Init { id: 0 }) && first_init_at.is_none() {
+            first_init_at = Some(index);
+        }
+    }
+    assert_eq!(first_init_at, Some(30), "one second of video waited for an audio configuration");
+    assert_eq!(init_tracks(&packager.init(0).unwrap()), [1]);
+    let first = packager.segments().next().unwrap();
+    assert_eq!((first.start_dts, first.program_date_time_ms), (0, WALL0), "nothing that waited is lost");
+    assert_eq!(packager.stats().frames_dropped, 0);
+    // Audio that turns up later still joins, at the next segment, after a discontinuity.
+    packager.push(StreamEvent::AudioConfig(aac_config()), WALL0).unwrap();
+    for index in 150..250 {
+        packager.push(video(index, index % 60 == 0), WALL0).unwrap();
+    }
+    assert!(packager.segments().any(|s| s.discontinuity && s.init_id == 1));
+}
+
+#[test]
+fn a_short_stream_that_ends_while_waiting_is_still_packaged() {
+    let mut packager = Packager::new(PackagerConfig::default());
+    packager.push(StreamEvent::VideoConfig(avc_config(SPS)), WALL0).unwrap();
+    for index in 0..10 {
+        packager.push(video(index, index == 0), WALL0).unwrap();
+    }
+    assert!(packager.segments().next().is_none() && packager.open_segment_ref().is_none());
+    let produced = packager.finish().unwrap();
+    assert!(produced.contains(&Produced::Segment { msn: 0 }), "{produced:?}");
+    // Audio alone, ended before the wait: packaged too; and nothing at all is no error.
+    let mut audio_only = Packager::new(PackagerConfig::default());
+    audio_only.push(StreamEvent::AudioConfig(aac_config()), WALL0).unwrap();
+    for index in 0..10 {
+        audio_only.push(audio(index), WALL0).unwrap();
+    }
+    assert!(audio_only.finish().unwrap().contains(&Produced::Segment { msn: 0 }));
+    let mut nothing = Packager::new(PackagerConfig::default());
+    nothing.push(StreamEvent::VideoConfig(avc_config(SPS)), WALL0).unwrap();
+    nothing.push(audio(0), WALL0).unwrap();
+    assert!(nothing.finish().unwrap().is_empty());
+}
+
+#[test]
+fn an_interrupted_stream_goes_on_after_a_discontinuity_with_the_same_init() {
+    let mut packager = Packager::new(PackagerConfig::default());
+    feed(&mut packager, 3);
+    let produced = packager.interrupt().unwrap();
+    assert!(produced.contains(&Produced::Segment { msn: 1 }), "the open segment is flushed: {produced:?}");
+    assert!(packager.open_segment_ref().is_none());
+    // The publisher comes back 5 s later, its frames shifted to follow on (the caller's job).
+    let shift = 8 * 90_000;
+    packager.push(StreamEvent::VideoConfig(avc_config(SPS)), WALL0).unwrap();
+    packager.push(StreamEvent::AudioConfig(aac_config()), WALL0).unwrap();
+    for index in 0..150 {
+        let StreamEvent::Frame(mut frame) = video(index, index % 60 == 0) else { unreachable!() };
+        frame.dts += shift;
+        frame.pts += shift;
+        packager.push(StreamEvent::Frame(frame), WALL0).unwrap();
+    }
+    let resumed = packager.segments().find(|s| s.start_dts == shift).expect("a segment from the first keyframe back");
+    assert!(resumed.discontinuity && resumed.init_id == 0, "same init, after a discontinuity");
+    assert_eq!(resumed.msn, 2, "media sequence numbers go on");
+    assert_eq!(resumed.program_date_time_ms, WALL0 + 8000, "dated on the first clock");
+    assert_eq!(packager.segments().filter(|s| s.discontinuity).count(), 1);
+    let text = playlist::media_playlist(&packager, "", &[]);
+    assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
+    assert_eq!(text.matches("#EXT-X-MAP").count(), 1, "{text}");
 }

@@ -40,22 +40,43 @@ struct ChannelView {
 
 #[derive(Debug, Serialize)]
 struct StreamView {
+    /// `live`, or `reconnecting` while the publisher is away within the reconnect grace.
+    state: &'static str,
     started_at: i64,
     bitrate_kbps: u64,
     width: u32,
     height: u32,
     frame_rate: Option<f64>,
+    keyframe_interval_secs: Option<f64>,
+    /// `H.264 High 3.1`.
+    video_codec: Option<String>,
+    /// `AAC-LC 48 kHz stereo`.
+    audio: Option<String>,
     renditions: Vec<String>,
+    /// What the creator should change in the encoder's settings.
+    warnings: Vec<StreamWarning>,
+}
+
+#[derive(Debug, Serialize)]
+struct StreamWarning {
+    code: &'static str,
+    message: String,
 }
 
 fn view(state: &AppState, channel: Channel) -> ChannelView {
     let live = state.live().status(&channel.name);
+    let segment_seconds = state.config().hls.segment_seconds;
     let stream = live.map(|live| StreamView {
+        warnings: stream_warnings(&live.ingest, segment_seconds),
+        state: if live.reconnecting { "reconnecting" } else { "live" },
         started_at: live.started_at,
         bitrate_kbps: (live.ingest.bitrate_bps / 1000.0).round() as u64,
         width: live.ingest.width,
         height: live.ingest.height,
         frame_rate: live.ingest.frame_rate.map(|rate| (rate * 100.0).round() / 100.0),
+        keyframe_interval_secs: live.ingest.keyframe_interval_secs,
+        video_codec: live.ingest.video_codec,
+        audio: live.ingest.audio,
         renditions: live.renditions,
     });
     ChannelView {
@@ -70,6 +91,22 @@ fn view(state: &AppState, channel: Channel) -> ChannelView {
         record: channel.record && state.config().recording.enabled,
         created_at: channel.created_at,
     }
+}
+
+fn stream_warnings(ingest: &crate::live::IngestStats, segment_seconds: f64) -> Vec<StreamWarning> {
+    let mut warnings = Vec::new();
+    if ingest.keyframes_too_far_apart(segment_seconds)
+        && let Some(interval) = ingest.keyframe_interval_secs
+    {
+        warnings.push(StreamWarning {
+            code: "keyframe_interval",
+            message: format!(
+                "Keyframes arrive every {interval:.1} s, so segments are that long and viewers are further behind. \
+                 In OBS set Settings > Output > Keyframe Interval to {segment_seconds} s."
+            ),
+        });
+    }
+    warnings
 }
 
 #[derive(Debug, Deserialize)]

@@ -41,6 +41,11 @@ fn stream(state: &AppState, channel: &str) -> ApiResult<Arc<LiveStream>> {
     state.live().get(channel).ok_or_else(|| not_live(channel))
 }
 
+/// How long a player's first playlist request may wait for a rendition's first segment: a
+/// publisher's first keyframe interval (OBS's default is ~8.3 s), within players' own request
+/// time-outs (hls.js: 10 s).
+const FIRST_SEGMENT_WAIT: Duration = Duration::from_secs(9);
+
 /// How long a blocking request may wait: three target durations (the LL-HLS recommendation).
 fn hold(state: &AppState) -> Duration {
     Duration::from_secs_f64(state.config().hls.segment_seconds * 3.0)
@@ -94,13 +99,23 @@ const IMMUTABLE: &str = "public, max-age=86400, immutable";
 
 async fn master(State(state): State<AppState>, Path(channel): Path<String>) -> ApiResult<Response> {
     let stream = stream(&state, &channel)?;
-    // Right after going live there is nothing to describe yet: wait for the first part.
+    // Right after going live there is nothing to describe yet: wait for the first part of every
+    // rendition (a rung starts a moment after the source), so that the first answer already
+    // lists the renditions that every later one lists.
+    let deadline = tokio::time::Instant::now() + hold(&state);
     if !wait_for(&stream, &stream.source, hold(&state), |p| p.bandwidth().is_some()).await {
         return Err(not_live(&channel));
     }
+    // The ladder is planned a second in (from the source's measured bitrate).
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    wait_for(&stream, &stream.source, left, |_| stream.ladder_decided()).await;
+    for rendition in stream.renditions().skip(1) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        wait_for(&stream, rendition, left, |p| p.bandwidth().is_some()).await;
+    }
     let variants: Vec<Variant> = stream
         .renditions()
-        .filter_map(|rendition| Variant::of(&rendition.packager(), format!("{}/index.m3u8", rendition.name)))
+        .filter_map(|rendition| rendition.variant(format!("{}/index.m3u8", rendition.name)))
         .collect();
     Ok(respond("master", PLAYLIST, NO_CACHE, vec![playlist::multivariant_playlist(&variants).into()]))
 }
@@ -150,8 +165,10 @@ async fn media_playlist(
     let limit = hold(&state);
     let ready = match wanted {
         Some((msn, part)) => wait_for(&stream, rendition, limit, |p| p.has(msn, part)).await,
-        // A plain request still waits for the stream's first part, so that it lists something.
-        None => wait_for(&stream, rendition, limit, |p| p.last_part().is_some() || p.last_msn().is_some()).await,
+        // A plain request (a player joining) waits for the rendition's first complete segment,
+        // as a blocking reload would: a playlist of parts and a preload hint alone is one that
+        // some players (Shaka Player) cannot start from.
+        None => wait_for(&stream, rendition, limit.max(FIRST_SEGMENT_WAIT), |p| p.last_msn().is_some()).await,
     };
     if !ready {
         if stream.has_ended() {

@@ -46,25 +46,63 @@ impl LiveLadder {
         state: &AppState,
         stream: &LiveStream,
         source: &aether_media::avc::AvcConfig,
+        source_kbps: u32,
         recorded: bool,
     ) -> Option<LiveLadder> {
         if !state.transcoding_available() {
+            // Decided: no rungs (the multivariant playlist waits for this decision).
+            let _ = stream.ladder.set(Vec::new());
             return None;
         }
         let config = &state.config().transcode;
-        let rungs = aether_transcode::plan(config, source.width, source.height);
+        let mut rungs = aether_transcode::plan(config, source.width, source.height);
+        // Under the source's measured bitrate: a rung that would fall under the floor is not
+        // worth making.
+        let capped = aether_transcode::capped_bitrates(&rungs, source_kbps);
+        for (rung, kbps) in rungs.iter_mut().zip(capped) {
+            rung.bitrate_kbps = kbps;
+        }
+        let mut above = source_kbps;
+        rungs.retain(|rung| {
+            let keep = rung.bitrate_kbps * 4 <= above * 3 || above == 0;
+            if keep {
+                above = rung.bitrate_kbps;
+            }
+            keep
+        });
+        if rungs.is_empty() {
+            // Nothing to transcode: thumbnails come from single keyframes (`thumbnails`), and no
+            // pipeline decodes every frame.
+            let _ = stream.ladder.set(Vec::new());
+            return None;
+        }
+        if let Some(existing) = stream.ladder.get()
+            && !existing.iter().map(|r| &r.name).eq(rungs.iter().map(|r| &r.name))
+        {
+            // A publisher back from a reconnect with another picture size: the renditions the
+            // players know stay as they were, without new pictures, until the broadcast ends.
+            tracing::warn!(channel = %stream.channel, "the source's size changed across a reconnect; rungs stop");
+            for rendition in existing {
+                rendition.dropped.store(true, std::sync::atomic::Ordering::Release);
+            }
+            return None;
+        }
         match Transcoder::start(config, source, &rungs) {
             Ok((transcoder, outputs)) => {
+                // After a reconnect the rungs go on in the renditions they had.
                 let renditions = rungs.iter().map(|rung| Rendition::new(&rung.name, state.config().hls.packager()));
                 let _ = stream.ladder.set(renditions.collect());
                 tracing::info!(channel = %stream.channel, rungs = ?rungs.iter().map(|r| &r.name).collect::<Vec<_>>(),
                     source = %format!("{}x{}", source.width, source.height), "transcoding started");
                 let feeds = rungs.iter().map(|_| RungFeed { held_audio: VecDeque::new(), started: false }).collect();
+                metrics::gauge!("aether_transcode_pipelines").increment(1.0);
                 Some(LiveLadder {
                     transcoder: Some(transcoder),
                     outputs,
                     feeds,
-                    audio_config: None,
+                    // Publishers send the audio configuration before or after the video's: one
+                    // that came first is on the source packager already.
+                    audio_config: stream.source.packager().audio_config().cloned().map(StreamEvent::AudioConfig),
                     thumbnails: 0,
                     recorded,
                     anchor: None,
@@ -72,8 +110,16 @@ impl LiveLadder {
             }
             Err(error) => {
                 tracing::error!(channel = %stream.channel, %error, "transcoding could not start; passthrough only");
+                let _ = stream.ladder.set(Vec::new());
                 None
             }
+        }
+    }
+
+    /// Keeps the rungs under the source's measured video bitrate (kbps).
+    pub fn cap_bitrates(&self, source_kbps: u32) {
+        if let Some(transcoder) = &self.transcoder {
+            transcoder.cap_bitrates(source_kbps);
         }
     }
 
@@ -135,13 +181,15 @@ impl LiveLadder {
                 if let Some(feed) = self.feeds.get_mut(rung)
                     && !feed.started
                 {
-                    // The rung's first picture: now its audio may follow, from the same time on.
+                    // The rung's first picture: its audio configuration goes first (so that its
+                    // first init segment has both tracks), then the picture, then the audio held
+                    // for it, from the same time on.
                     feed.started = true;
                     let held: Vec<MediaFrame> = feed.held_audio.drain(..).collect();
-                    recorded.extend(push(stream, anchor, rung, StreamEvent::Frame(frame.clone())));
                     if let Some(config) = &self.audio_config {
                         recorded.extend(push(stream, anchor, rung, config.clone()));
                     }
+                    recorded.extend(push(stream, anchor, rung, StreamEvent::Frame(frame.clone())));
                     for audio in held.into_iter().filter(|audio| audio.dts >= frame.dts) {
                         recorded.extend(push(stream, anchor, rung, StreamEvent::Frame(audio)));
                     }
@@ -180,28 +228,21 @@ impl LiveLadder {
         self.anchor
     }
 
-    /// Keeps the latest thumbnail on the stream and in storage: as the channel's preview, and
-    /// (the first two, i.e. about `thumbnail_seconds` in) as the VOD's.
     fn thumbnail(&mut self, state: &AppState, stream: &LiveStream, jpeg: Bytes) {
-        *stream.thumbnail.lock().unwrap_or_else(|p| p.into_inner()) = Some(jpeg.clone());
         self.thumbnails += 1;
-        let mut keys = vec![preview_key(&stream.channel)];
-        if self.recorded && self.thumbnails <= 2 {
-            keys.push(format!("recordings/{}/thumbnail.jpg", stream.session_id));
-        }
-        let storage = state.storage().clone();
-        state.tasks().spawn(async move {
-            for key in keys {
-                if let Err(error) = storage.put(&key, vec![jpeg.clone()], "image/jpeg").await {
-                    tracing::warn!(key, %error, "storing a thumbnail failed");
-                }
-            }
-        });
+        super::thumbnails::keep(state, stream, jpeg, self.thumbnails, self.recorded);
     }
 
     /// Ends the transcoder's input, waits (off the runtime) for it to drain, and packages what
     /// it still produced.
-    pub async fn finish(mut self, state: &AppState, stream: &LiveStream) -> Vec<Item> {
+    pub async fn finish(
+        mut self,
+        state: &AppState,
+        stream: &LiveStream,
+        how: fn(
+            &mut aether_media::packager::Packager,
+        ) -> Result<Vec<aether_media::packager::Produced>, aether_media::packager::PackagerError>,
+    ) -> Vec<Item> {
         if let Some(transcoder) = self.transcoder.take() {
             let _ = tokio::task::spawn_blocking(move || transcoder.finish(Duration::from_secs(3))).await;
         }
@@ -211,11 +252,17 @@ impl LiveLadder {
         }
         for rendition in stream.ladder.get().into_iter().flatten() {
             let mut packager = rendition.packager();
-            if let Ok(produced) = packager.finish() {
+            if let Ok(produced) = how(&mut packager) {
                 recorded.extend(record::items(&rendition.name, &packager, &produced));
             }
         }
         recorded
+    }
+}
+
+impl Drop for LiveLadder {
+    fn drop(&mut self) {
+        metrics::gauge!("aether_transcode_pipelines").decrement(1.0);
     }
 }
 

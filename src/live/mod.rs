@@ -7,6 +7,7 @@ mod http;
 mod ladder;
 mod publish;
 pub mod record;
+mod thumbnails;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -17,7 +18,7 @@ use aether_media::packager::{Packager, PackagerConfig};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use serde::Deserialize;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 pub use http::router;
 pub use ladder::preview_key;
@@ -41,6 +42,7 @@ impl HlsConfig {
             segment_target_ms: (self.segment_seconds * 1000.0).round() as u32,
             part_target_ms: self.low_latency.then(|| (self.part_seconds * 1000.0).round() as u32),
             window_segments: self.window_segments,
+            track_wait_ms: aether_media::packager::TRACK_WAIT_MS,
         }
     }
 
@@ -58,6 +60,14 @@ impl HlsConfig {
     }
 }
 
+/// `[live]` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveConfig {
+    /// How long a broadcast whose publisher dropped waits for it to come back.
+    pub reconnect_grace_seconds: u32,
+}
+
 /// One rendition's packager and the signal that it produced something.
 pub struct Rendition {
     pub name: String,
@@ -65,6 +75,16 @@ pub struct Rendition {
     changed: watch::Sender<u64>,
     /// A rung taken off the ladder (transcoding fell behind, or failed).
     dropped: AtomicBool,
+    /// What the multivariant playlist says of it (codecs, picture size), fixed at its first
+    /// description for the life of the broadcast: a player picks its decoders once.
+    described: OnceLock<Described>,
+}
+
+/// The fixed part of a rendition's variant.
+#[derive(Debug, Clone)]
+struct Described {
+    codecs: Vec<String>,
+    resolution: Option<(u32, u32)>,
 }
 
 impl Rendition {
@@ -74,7 +94,19 @@ impl Rendition {
             packager: Mutex::new(Packager::new(config)),
             changed: watch::Sender::new(0),
             dropped: AtomicBool::new(false),
+            described: OnceLock::new(),
         }
+    }
+
+    /// Its `EXT-X-STREAM-INF` once it has produced media: measured bandwidth and frame rate, and
+    /// the codecs and size it was first described with.
+    pub fn variant(&self, uri: String) -> Option<aether_media::playlist::Variant> {
+        let mut variant = aether_media::playlist::Variant::of(&self.packager(), uri)?;
+        let described =
+            self.described.get_or_init(|| Described { codecs: variant.codecs.clone(), resolution: variant.resolution });
+        variant.codecs.clone_from(&described.codecs);
+        variant.resolution = described.resolution;
+        Some(variant)
     }
 
     pub fn is_dropped(&self) -> bool {
@@ -101,9 +133,16 @@ pub struct LiveStream {
     pub channel: String,
     pub session_id: i64,
     pub started_at: i64,
+    /// The hash of the stream key that opened it: only that key may continue it.
+    key_hash: String,
+    /// To the packaging task while it waits for its publisher to come back.
+    handovers: mpsc::Sender<publish::Handover>,
+    /// The publisher is gone and the broadcast waits for it (the reconnect grace).
+    reconnecting: AtomicBool,
     /// The passthrough of the source, at the top of the ladder.
     pub source: Rendition,
-    /// The transcoded rungs, highest first, once the source's size is known.
+    /// The transcoded rungs, highest first, once the source's size and bitrate are known (empty
+    /// when there are none).
     ladder: OnceLock<Vec<Rendition>>,
     /// The latest thumbnail (JPEG).
     thumbnail: Mutex<Option<Bytes>>,
@@ -113,19 +152,41 @@ pub struct LiveStream {
     ended: AtomicBool,
 }
 
+/// What a new broadcast is opened with.
+struct Opened {
+    channel_id: ChannelId,
+    channel: String,
+    session_id: i64,
+    started_at: i64,
+    key_hash: String,
+    handovers: mpsc::Sender<publish::Handover>,
+}
+
 impl LiveStream {
-    fn new(channel_id: ChannelId, channel: String, session_id: i64, started_at: i64, config: PackagerConfig) -> Self {
+    fn new(opened: Opened, config: PackagerConfig) -> Self {
         LiveStream {
-            channel_id,
-            channel,
-            session_id,
-            started_at,
+            channel_id: opened.channel_id,
+            channel: opened.channel,
+            session_id: opened.session_id,
+            started_at: opened.started_at,
+            key_hash: opened.key_hash,
+            handovers: opened.handovers,
+            reconnecting: AtomicBool::new(false),
             source: Rendition::new("source", config),
             ladder: OnceLock::new(),
             thumbnail: Mutex::new(None),
             ingest: Mutex::new(IngestStats::default()),
             ended: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the ladder's rungs (maybe none) are known.
+    pub fn ladder_decided(&self) -> bool {
+        self.ladder.get().is_some()
+    }
+
+    pub fn is_reconnecting(&self) -> bool {
+        self.reconnecting.load(Ordering::Acquire)
     }
 
     /// The source, then the rungs still on the ladder.
@@ -138,7 +199,7 @@ impl LiveStream {
     }
 
     pub fn ingest(&self) -> IngestStats {
-        *self.ingest.lock().unwrap_or_else(|p| p.into_inner())
+        self.ingest.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn update_ingest(&self, update: impl FnOnce(&mut IngestStats)) {
@@ -158,19 +219,36 @@ impl LiveStream {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiveStatus {
     pub started_at: i64,
+    /// The publisher dropped and the broadcast waits for it to come back.
+    pub reconnecting: bool,
     pub ingest: IngestStats,
     /// The renditions being served, source first.
     pub renditions: Vec<String>,
 }
 
 /// The publisher's stream as received: updated about once a second.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct IngestStats {
     /// Media bits per second (audio and video payload), over the last second or so.
     pub bitrate_bps: f64,
     pub width: u32,
     pub height: u32,
     pub frame_rate: Option<f64>,
+    /// Seconds between source keyframes: the last interval, or the time since the last
+    /// keyframe when that is already longer.
+    pub keyframe_interval_secs: Option<f64>,
+    /// `H.264 High 3.1`.
+    pub video_codec: Option<String>,
+    /// `AAC-LC 48 kHz stereo`.
+    pub audio: Option<String>,
+}
+
+impl IngestStats {
+    /// Whether keyframes come further apart than segments can follow: segments are cut at
+    /// keyframes, so they grow to the keyframe interval (and latency with them).
+    pub fn keyframes_too_far_apart(&self, segment_seconds: f64) -> bool {
+        self.keyframe_interval_secs.is_some_and(|interval| interval > 2.0 * segment_seconds)
+    }
 }
 
 /// Live streams by channel name.
@@ -187,6 +265,7 @@ impl LiveRegistry {
     pub fn status(&self, channel: &str) -> Option<LiveStatus> {
         self.streams.get(channel).map(|stream| LiveStatus {
             started_at: stream.started_at,
+            reconnecting: stream.is_reconnecting(),
             ingest: stream.ingest(),
             renditions: stream.renditions().map(|rendition| rendition.name.clone()).collect(),
         })

@@ -3,6 +3,7 @@
 //! and names in `AETHER_TEST_POSTGRES_URL`), with helpers for the common API calls.
 #![allow(dead_code)]
 
+pub mod flv;
 pub mod process;
 pub mod s3;
 
@@ -91,6 +92,8 @@ pub fn test_config(storage: &Storage) -> Config {
     config.rtmp.listen = "127.0.0.1:0".parse().unwrap();
     // Tests sign up many users from one address; the throttling test lowers this again.
     config.auth.attempts_per_minute = 10_000;
+    // A stopped publisher ends its broadcast at once; the reconnect tests set a grace.
+    config.live.reconnect_grace_seconds = 0;
     config
 }
 

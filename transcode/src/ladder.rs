@@ -151,8 +151,39 @@ pub fn plan(config: &TranscodeConfig, width: u32, height: u32) -> Vec<LadderRung
         })
         .collect();
     rungs.sort_by_key(|rung| std::cmp::Reverse(rung.height));
+    // Each rung costs less than the one above it, whatever the configuration says.
+    let mut above: Option<u32> = None;
+    for rung in &mut rungs {
+        if let Some(above) = above {
+            rung.bitrate_kbps = rung.bitrate_kbps.min(below(above));
+        }
+        above = Some(rung.bitrate_kbps);
+    }
     rungs
 }
+
+/// The most a rung may cost under one that costs `kbps`: three quarters of it.
+fn below(kbps: u32) -> u32 {
+    (u64::from(kbps) * 3 / 4) as u32
+}
+
+/// The rungs' bitrates under a source whose video was measured at `source_kbps`: each at most
+/// three quarters of the one above it (the source for the first), never above its plan. A rung
+/// capped under `MIN_RUNG_KBPS` gets that floor: it is already announced to players, so it stays.
+pub fn capped_bitrates(rungs: &[LadderRung], source_kbps: u32) -> Vec<u32> {
+    let mut above = source_kbps;
+    rungs
+        .iter()
+        .map(|rung| {
+            let kbps = rung.bitrate_kbps.min(below(above)).max(MIN_RUNG_KBPS);
+            above = kbps;
+            kbps
+        })
+        .collect()
+}
+
+/// The least bitrate a rung is given.
+pub const MIN_RUNG_KBPS: u32 = 100;
 
 /// Thumbnails are this wide (or the source's width, if smaller).
 const THUMBNAIL_WIDTH: u64 = 640;
@@ -229,6 +260,21 @@ mod tests {
         assert_eq!(names, ["360p"], "the 480p rung is the source's own height: skipped");
         assert!(plan(&default_config(), 640, 360).is_empty());
         assert!(plan(&TranscodeConfig { enabled: false, ..default_config() }, 1920, 1080).is_empty());
+    }
+
+    #[test]
+    fn rungs_cost_less_than_the_rung_above_and_than_the_source() {
+        let mut config = default_config();
+        // A misconfigured ladder: the 480p rung would cost more than the 720p one.
+        config.ladder[2].max_bitrate_kbps = 5000;
+        let rungs = plan(&config, 1920, 1080);
+        let planned: Vec<u32> = rungs.iter().map(|r| r.bitrate_kbps).collect();
+        assert_eq!(planned, [3000, 2250, 800]);
+        // An OBS source at 1200 kbps: every rung under it, each under the one above.
+        assert_eq!(capped_bitrates(&rungs, 1200), [900, 675, 506]);
+        // A rich source leaves the plan as it is; a starved one gets the floor.
+        assert_eq!(capped_bitrates(&rungs, 20_000), planned);
+        assert_eq!(capped_bitrates(&rungs, 120), [100, 100, 100]);
     }
 
     #[test]

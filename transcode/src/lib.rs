@@ -27,7 +27,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 
-pub use ladder::{Encoder, LadderRung, Rung, TranscodeConfig, plan};
+pub use ladder::{Encoder, LadderRung, MIN_RUNG_KBPS, Rung, TranscodeConfig, capped_bitrates, plan};
 pub use reencode::{GopPicture, Reencoded, reencode_gop};
 pub use still::keyframe_jpeg;
 
@@ -102,6 +102,11 @@ fn ns_to_ticks(ns: u64) -> i64 {
 
 struct RungState {
     valve: gst::Element,
+    /// The encoder, whose bitrate follows the source's (`cap_bitrates`).
+    encoder: Option<gst::Element>,
+    /// The bitrate it was planned with, and the one it has now (kbps).
+    planned_kbps: u32,
+    kbps: AtomicU64,
     /// Presentation time of its latest output, in ticks.
     last_output: AtomicI64,
     dropped: AtomicBool,
@@ -169,6 +174,9 @@ impl Transcoder {
             pace_and_key(&valve, keyframes.clone(), rung.fps_cap);
             let state = Arc::new(RungState {
                 valve,
+                encoder: pipeline.by_name(&format!("enc{index}")),
+                planned_kbps: rung.bitrate_kbps,
+                kbps: AtomicU64::new(u64::from(rung.bitrate_kbps)),
                 last_output: AtomicI64::new(i64::MIN),
                 dropped: AtomicBool::new(false),
                 decode_delay: decode_delay.clone(),
@@ -244,6 +252,47 @@ impl Transcoder {
             return;
         }
         self.shed_load();
+    }
+
+    /// Keeps every rung's bitrate under the source's measured video bitrate and under the rung
+    /// above (`capped_bitrates`); x264 takes a new bitrate while it runs. Changes under a tenth
+    /// are ignored, so that a wavering measurement does not keep reconfiguring the encoders.
+    pub fn cap_bitrates(&self, source_kbps: u32) {
+        let planned: Vec<LadderRung> = self
+            .rungs
+            .iter()
+            .map(|rung| LadderRung {
+                name: String::new(),
+                width: 0,
+                height: 0,
+                bitrate_kbps: rung.planned_kbps,
+                fps_cap: 0,
+                preset: String::new(),
+            })
+            .collect();
+        for (rung, kbps) in self.rungs.iter().zip(capped_bitrates(&planned, source_kbps)) {
+            let now = rung.kbps.load(Ordering::Relaxed) as u32;
+            if now.abs_diff(kbps) * 10 < now {
+                continue;
+            }
+            if let Some(encoder) = &rung.encoder
+                && encoder.find_property("bitrate").is_some()
+            {
+                let value = match encoder.property_value("bitrate").value_type() {
+                    t if t == u32::static_type() => kbps.to_value(),
+                    // Hardware encoders name it in kbps too, some as a signed or wider integer.
+                    t if t == i32::static_type() => (kbps as i32).to_value(),
+                    _ => continue,
+                };
+                encoder.set_property_from_value("bitrate", &value);
+                rung.kbps.store(u64::from(kbps), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The rungs' bitrates now (kbps), highest rung first.
+    pub fn bitrates(&self) -> Vec<u32> {
+        self.rungs.iter().map(|rung| rung.kbps.load(Ordering::Relaxed) as u32).collect()
     }
 
     /// Takes a new source configuration (the publisher's encoder restarted): the decoder

@@ -30,6 +30,9 @@ listen = "127.0.0.1:0"
 listen = "127.0.0.1:0"
 [auth]
 attempts_per_minute = 1000
+[live]
+# A stopped publisher's broadcast ends soon (the default waits 30 s for it to reconnect).
+reconnect_grace_seconds = 2
 [transcode]
 thumbnail_seconds = 2
 max_lag_ms = 10000

@@ -19,12 +19,17 @@ export interface User {
 }
 
 export interface StreamInfo {
+  state: 'live' | 'reconnecting';
   started_at: number;
   bitrate_kbps: number;
   width: number;
   height: number;
   frame_rate: number | null;
+  keyframe_interval_secs: number | null;
+  video_codec: string | null;
+  audio: string | null;
   renditions: string[];
+  warnings: { code: string; message: string }[];
 }
 
 export interface Channel {

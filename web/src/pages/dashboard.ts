@@ -127,10 +127,25 @@ async function channelDashboard(main: HTMLElement, initial: Channel, info: Serve
   const resolution = h('span', { 'data-testid': 'resolution' });
   const uptime = h('span');
   const renditions = h('span');
+  const keyframes = h('span', { 'data-testid': 'keyframe-interval' });
+  const codecs = h('span', { 'data-testid': 'codecs' });
+  const warnings = h('div', { 'data-testid': 'stream-warnings' });
   const preview = h('div', { class: 'preview-box' });
   const status = card(
     'Stream',
-    h('dl', { class: 'stats' }, stat('Status', state), stat('Viewers', viewers), stat('Bitrate', bitrate), stat('Resolution', resolution), stat('Uptime', uptime), stat('Renditions', renditions)),
+    h(
+      'dl',
+      { class: 'stats' },
+      stat('Status', state),
+      stat('Viewers', viewers),
+      stat('Bitrate', bitrate),
+      stat('Resolution', resolution),
+      stat('Keyframes', keyframes),
+      stat('Codecs', codecs),
+      stat('Uptime', uptime),
+      stat('Renditions', renditions),
+    ),
+    warnings,
     preview,
     h('p', {}, link(`/${channel.name}`, {}, `Open your channel page (/${channel.name})`)),
   );
@@ -310,13 +325,18 @@ async function channelDashboard(main: HTMLElement, initial: Channel, info: Serve
 
   const render = () => {
     const stream = channel.stream;
-    state.textContent = channel.live ? 'LIVE' : 'Offline';
-    state.className = channel.live ? 'state live' : 'state';
+    const reconnecting = stream?.state === 'reconnecting';
+    state.textContent = reconnecting ? 'RECONNECTING' : channel.live ? 'LIVE' : 'Offline';
+    state.className = reconnecting ? 'state reconnecting' : channel.live ? 'state live' : 'state';
+    state.title = reconnecting ? 'Your encoder disconnected; the broadcast goes on if it comes back within the grace period.' : '';
     viewers.textContent = String(channel.viewers);
     bitrate.textContent = stream ? `${stream.bitrate_kbps.toLocaleString('en')} kbps` : '—';
     resolution.textContent = stream && stream.width ? `${stream.width}×${stream.height}${stream.frame_rate ? ` @ ${Math.round(stream.frame_rate)} fps` : ''}` : '—';
     uptime.textContent = stream ? formatDuration(Date.now() - stream.started_at) : '—';
     renditions.textContent = stream ? stream.renditions.join(', ') : '—';
+    keyframes.textContent = stream?.keyframe_interval_secs ? `every ${stream.keyframe_interval_secs.toFixed(1)} s` : '—';
+    codecs.textContent = stream ? [stream.video_codec, stream.audio ?? 'no audio'].filter(Boolean).join(' · ') : '—';
+    warnings.replaceChildren(...(stream?.warnings ?? []).map((w) => h('p', { class: 'warning', role: 'alert', 'data-code': w.code }, w.message)));
     if (channel.live && !player) {
       player = createPlayer({ src: `/live/${channel.name}/master.m3u8`, live: true, preview: true });
       preview.replaceChildren(player.el);
