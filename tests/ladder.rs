@@ -11,15 +11,6 @@ use std::time::Duration;
 
 use support::{Backend, Publisher, TestApp, eventually};
 
-fn ladder_available() -> bool {
-    let present = aether_transcode::missing_elements().is_ok_and(|missing| missing.is_empty());
-    if !present {
-        assert!(std::env::var_os("CI").is_none(), "GStreamer elements missing: scripts/install-deps.sh test");
-        eprintln!("skipped: the GStreamer elements of the ladder are missing");
-    }
-    present
-}
-
 /// A test server whose ladder uses the cheapest x264 preset (two cores encode three rungs and
 /// the publisher's 1080p in real time) and takes a thumbnail every second.
 async fn spawn() -> TestApp {
@@ -53,7 +44,7 @@ fn segments(playlist: &str) -> BTreeMap<u64, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_1080p_publish_becomes_an_aligned_ladder_with_thumbnails() {
-    if !ladder_available() {
+    if !support::gstreamer_present() {
         return;
     }
     let app = spawn().await;
@@ -147,7 +138,7 @@ async fn a_1080p_publish_becomes_an_aligned_ladder_with_thumbnails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_480p_publish_gets_no_upscaled_renditions() {
-    if !ladder_available() {
+    if !support::gstreamer_present() {
         return;
     }
     let app = spawn().await;

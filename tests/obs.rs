@@ -11,15 +11,6 @@ use std::time::Duration;
 use support::flv::{self, Tag, TagKind};
 use support::{Backend, TestApp, eventually};
 
-fn ladder_available() -> bool {
-    let present = aether_transcode::missing_elements().is_ok_and(|missing| missing.is_empty());
-    if !present {
-        assert!(std::env::var_os("CI").is_none(), "GStreamer elements missing: scripts/install-deps.sh test");
-        eprintln!("skipped: the GStreamer elements of the ladder are missing");
-    }
-    present
-}
-
 /// The fixture's first `seconds` (its first keyframe interval is ~8.3 s: OBS's "auto").
 fn fixture_tags(seconds: u32) -> Option<Vec<Tag>> {
     let path = flv::obs_fixture()?;
@@ -147,7 +138,7 @@ async fn check_first_answers(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rendition_of_an_obs_stream_has_audio_from_its_first_segment_in_any_header_order() {
-    if !ladder_available() {
+    if !support::gstreamer_present() {
         return;
     }
     let Some(tags) = fixture_tags(4) else { return };

@@ -37,11 +37,18 @@ fn variants(master: &str) -> Vec<String> {
         .collect()
 }
 
-/// Publishes `seconds` of a 480p stream (so the ladder has a 360p rung) and waits for the end.
-fn publish(app: &TestApp, key: &str, seconds: u32) {
-    let fast = ["-c:v", "libx264", "-preset", "ultrafast", "-bf", "0"];
-    let (ok, stderr) =
-        Publisher::start_sized(app.rtmp_addr, key, seconds, "854x480", &fast).wait(Duration::from_secs(60));
+/// Publishes `seconds` of a 480p stream (so the ladder has a 360p rung) in the background; the
+/// task ends with the publisher: whether it succeeded, and what it said.
+fn publish(app: &TestApp, key: &str, seconds: u32) -> tokio::task::JoinHandle<(bool, String)> {
+    let (rtmp, key) = (app.rtmp_addr, key.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let fast = ["-c:v", "libx264", "-preset", "ultrafast", "-bf", "0"];
+        Publisher::start_sized(rtmp, &key, seconds, "854x480", &fast).wait(Duration::from_secs(60))
+    })
+}
+
+async fn finished(publisher: tokio::task::JoinHandle<(bool, String)>) {
+    let (ok, stderr) = publisher.await.unwrap();
     assert!(ok, "{stderr}");
 }
 
@@ -61,22 +68,14 @@ async fn a_publisher_back_within_the_grace_continues_the_broadcast_and_another_k
     let key = app.create_channel(&owner, "blip_tv").await;
 
     // First part, then the connection drops: the channel waits, live, "reconnecting".
-    let first_key = key.clone();
-    let first = tokio::task::spawn_blocking({
-        let app_rtmp = app.rtmp_addr;
-        move || {
-            let fast = ["-c:v", "libx264", "-preset", "ultrafast", "-bf", "0"];
-            Publisher::start_sized(app_rtmp, &first_key, 5, "854x480", &fast).wait(Duration::from_secs(60))
-        }
-    });
+    let first = publish(&app, &key, 5);
     let master = eventually(Duration::from_secs(20), || async {
         let response = app.client.get(app.url("/live/blip_tv/master.m3u8")).send().await.ok()?;
         (response.status() == 200).then_some(response.text().await.ok()?)
     })
     .await
     .expect("live");
-    let (ok, stderr) = first.await.unwrap();
-    assert!(ok, "{stderr}");
+    finished(first).await;
     let reconnecting = eventually(Duration::from_secs(3), || async {
         (stream_state(&app, "blip_tv").await.as_deref() == Some("reconnecting")).then_some(())
     })
@@ -86,14 +85,7 @@ async fn a_publisher_back_within_the_grace_continues_the_broadcast_and_another_k
     assert_eq!(channel["live"], true, "still live while it waits");
 
     // Back with the same key within the grace: the same broadcast goes on.
-    let second_key = key.clone();
-    let second = tokio::task::spawn_blocking({
-        let app_rtmp = app.rtmp_addr;
-        move || {
-            let fast = ["-c:v", "libx264", "-preset", "ultrafast", "-bf", "0"];
-            Publisher::start_sized(app_rtmp, &second_key, 5, "854x480", &fast).wait(Duration::from_secs(60))
-        }
-    });
+    let second = publish(&app, &key, 5);
     for rendition in ["source", "360p"] {
         let playlist = eventually(Duration::from_secs(15), || async {
             let response =
@@ -114,26 +106,17 @@ async fn a_publisher_back_within_the_grace_continues_the_broadcast_and_another_k
     }
     let again = app.client.get(app.url("/live/blip_tv/master.m3u8")).send().await.unwrap().text().await.unwrap();
     assert_eq!(variants(&again), variants(&master), "the same variants");
-    let (ok, stderr) = second.await.unwrap();
-    assert!(ok, "{stderr}");
+    finished(second).await;
     assert_eq!(sessions(&app).await, 1, "one stream session");
 
     // Meanwhile the key is rotated: a publish with the new key is a new broadcast, at once.
     let (status, body) = app.post("/api/v1/channels/blip_tv/stream-key", Some(&owner), json!({})).await;
     assert_eq!(status, 200, "{body}");
     let new_key = body["stream_key"].as_str().unwrap().to_owned();
-    let third = tokio::task::spawn_blocking({
-        let app_rtmp = app.rtmp_addr;
-        let new_key = new_key.clone();
-        move || {
-            let fast = ["-c:v", "libx264", "-preset", "ultrafast", "-bf", "0"];
-            Publisher::start_sized(app_rtmp, &new_key, 3, "854x480", &fast).wait(Duration::from_secs(60))
-        }
-    });
+    let third = publish(&app, &new_key, 3);
     let new_session = eventually(Duration::from_secs(10), || async { (sessions(&app).await == 2).then_some(()) }).await;
     assert!(new_session.is_some(), "a new stream session for the new key");
-    let (ok, stderr) = third.await.unwrap();
-    assert!(ok, "{stderr}");
+    finished(third).await;
     // After the grace that one ends too; a publish after it is a third broadcast.
     let offline = eventually(Duration::from_secs(u64::from(GRACE_SECS) + 10), || async {
         let (_, channel) = app.get("/api/v1/channels/blip_tv", None).await;
@@ -141,7 +124,7 @@ async fn a_publisher_back_within_the_grace_continues_the_broadcast_and_another_k
     })
     .await;
     assert!(offline.is_some(), "offline after the grace");
-    publish(&app, &new_key, 2);
+    finished(publish(&app, &new_key, 2)).await;
     assert_eq!(sessions(&app).await, 3);
 
     // The first broadcast is one VOD covering both of its parts (5 s each, and the gap).

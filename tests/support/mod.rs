@@ -314,3 +314,14 @@ pub async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Whether the GStreamer elements of the ladder are installed; where they are not, says the test
+/// is skipped (CI, where `scripts/install-deps.sh test` installs them, does not allow that).
+pub fn gstreamer_present() -> bool {
+    let present = aether_transcode::missing_elements().is_ok_and(|missing| missing.is_empty());
+    if !present {
+        assert!(std::env::var_os("CI").is_none(), "GStreamer elements missing: scripts/install-deps.sh test");
+        eprintln!("skipped: the GStreamer elements of the ladder are missing");
+    }
+    present
+}
