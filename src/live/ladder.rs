@@ -18,6 +18,12 @@ use super::{LiveStream, Rendition};
 use crate::app::AppState;
 use crate::db::now_ms;
 
+/// How a packager is flushed when the publisher goes: `Packager::finish` at the end,
+/// `Packager::interrupt` when it may come back.
+pub type Flush = fn(
+    &mut aether_media::packager::Packager,
+) -> Result<Vec<aether_media::packager::Produced>, aether_media::packager::PackagerError>;
+
 /// Source audio frames held per rung until its first picture: a few seconds.
 const HELD_AUDIO: usize = 500;
 
@@ -55,21 +61,8 @@ impl LiveLadder {
             return None;
         }
         let config = &state.config().transcode;
-        let mut rungs = aether_transcode::plan(config, source.width, source.height);
-        // Under the source's measured bitrate: a rung that would fall under the floor is not
-        // worth making.
-        let capped = aether_transcode::capped_bitrates(&rungs, source_kbps);
-        for (rung, kbps) in rungs.iter_mut().zip(capped) {
-            rung.bitrate_kbps = kbps;
-        }
-        let mut above = source_kbps;
-        rungs.retain(|rung| {
-            let keep = rung.bitrate_kbps * 4 <= above * 3 || above == 0;
-            if keep {
-                above = rung.bitrate_kbps;
-            }
-            keep
-        });
+        // Under the source's measured bitrate; a rung that could not cost less is not made.
+        let rungs = aether_transcode::plan_under(config, source.width, source.height, source_kbps);
         if rungs.is_empty() {
             // Nothing to transcode: thumbnails come from single keyframes (`thumbnails`), and no
             // pipeline decodes every frame.
@@ -235,14 +228,7 @@ impl LiveLadder {
 
     /// Ends the transcoder's input, waits (off the runtime) for it to drain, and packages what
     /// it still produced.
-    pub async fn finish(
-        mut self,
-        state: &AppState,
-        stream: &LiveStream,
-        how: fn(
-            &mut aether_media::packager::Packager,
-        ) -> Result<Vec<aether_media::packager::Produced>, aether_media::packager::PackagerError>,
-    ) -> Vec<Item> {
+    pub async fn finish(mut self, state: &AppState, stream: &LiveStream, how: Flush) -> Vec<Item> {
         if let Some(transcoder) = self.transcoder.take() {
             let _ = tokio::task::spawn_blocking(move || transcoder.finish(Duration::from_secs(3))).await;
         }

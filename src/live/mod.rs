@@ -244,11 +244,15 @@ pub struct IngestStats {
 }
 
 impl IngestStats {
-    /// Whether keyframes come further apart than segments can follow: segments are cut at
-    /// keyframes, so they grow to the keyframe interval (and latency with them).
     pub fn keyframes_too_far_apart(&self, segment_seconds: f64) -> bool {
-        self.keyframe_interval_secs.is_some_and(|interval| interval > 2.0 * segment_seconds)
+        keyframes_too_far_apart(self.keyframe_interval_secs, segment_seconds)
     }
+}
+
+/// Whether keyframes come further apart than segments can follow: segments are cut at
+/// keyframes, so they grow to the keyframe interval (and latency with them).
+fn keyframes_too_far_apart(interval_secs: Option<f64>, segment_seconds: f64) -> bool {
+    interval_secs.is_some_and(|interval| interval > 2.0 * segment_seconds)
 }
 
 /// Live streams by channel name.

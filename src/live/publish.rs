@@ -12,12 +12,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use aether_ingest::{Publication, PublishAuthority, PublishRequest, Refusal};
-use aether_media::packager::{Packager, PackagerError, PackagerStats, Produced};
+use aether_media::packager::{Packager, PackagerStats, Produced};
 use aether_media::{MediaFrame, StreamEvent, TIMEBASE, Track};
 use sqlx::Row;
 use tokio::sync::mpsc;
 
-use super::ladder::LiveLadder;
+use super::ladder::{Flush, LiveLadder};
 use super::record::{self, Recorder};
 use super::thumbnails::KeyframeThumbnails;
 use super::{LiveStream, Opened};
@@ -64,13 +64,15 @@ impl PublishAuthority for LivePublishers {
             if live.key_hash == key_hash {
                 // The publisher is back within the grace: the broadcast goes on.
                 let (events, receiver) = mpsc::channel(EVENT_QUEUE);
-                if live.handovers.send(Handover::Resume(receiver)).await.is_ok() {
+                // One handover at a time: a second publisher racing in with the same key is
+                // refused as for any live channel.
+                if live.handovers.try_send(Handover::Resume(receiver)).is_ok() {
                     tracing::info!(peer = %request.peer, %channel, "rtmp publisher reconnected");
                     return Ok(Publication { name: channel, events });
                 }
             } else {
                 // Another key (rotated meanwhile): that broadcast is over; this is a new one.
-                let _ = live.handovers.send(Handover::End).await;
+                let _ = live.handovers.try_send(Handover::End);
             }
             wait_until_offline(state, &channel).await.map_err(|()| Refusal::AlreadyLive)?;
         }
@@ -414,20 +416,16 @@ impl Broadcast {
 }
 
 /// Flushes the source packager with `how` (`finish` or `interrupt`); what it produced, to record.
-fn flush(stream: &LiveStream, how: fn(&mut Packager) -> Result<Vec<Produced>, PackagerError>) -> Vec<record::Item> {
-    let mut packager = stream.source.packager();
-    match how(&mut packager) {
-        Ok(produced) => {
-            drop(packager);
-            stream.source.notify();
-            let packager = stream.source.packager();
-            record::items(&stream.source.name, &packager, &produced)
-        }
-        Err(error) => {
-            tracing::warn!(channel = %stream.channel, %error, "flushing the last segment failed");
-            Vec::new()
-        }
-    }
+fn flush(stream: &LiveStream, how: Flush) -> Vec<record::Item> {
+    let flushed = {
+        let mut packager = stream.source.packager();
+        how(&mut packager).map(|produced| record::items(&stream.source.name, &packager, &produced))
+    };
+    stream.source.notify();
+    flushed.unwrap_or_else(|error| {
+        tracing::warn!(channel = %stream.channel, %error, "flushing the last segment failed");
+        Vec::new()
+    })
 }
 
 enum Next {
@@ -511,7 +509,7 @@ impl KeyframeMeter {
     /// Says once per broadcast, in the log, that the publisher's keyframes are too far apart.
     fn warn_once(&mut self, state: &AppState, stream: &LiveStream) {
         let segment_seconds = state.config().hls.segment_seconds;
-        if self.warned || !stream.ingest().keyframes_too_far_apart(segment_seconds) {
+        if self.warned || !super::keyframes_too_far_apart(self.interval_secs(), segment_seconds) {
             return;
         }
         self.warned = true;

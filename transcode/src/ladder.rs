@@ -185,6 +185,26 @@ pub fn capped_bitrates(rungs: &[LadderRung], source_kbps: u32) -> Vec<u32> {
 /// The least bitrate a rung is given.
 pub const MIN_RUNG_KBPS: u32 = 100;
 
+/// `plan` for a source whose video was measured at `source_kbps`: the rungs capped as
+/// `capped_bitrates` does, and those that would not cost less than three quarters of the rung
+/// above (the source for the first), once the floor is applied, left out.
+pub fn plan_under(config: &TranscodeConfig, width: u32, height: u32, source_kbps: u32) -> Vec<LadderRung> {
+    let mut rungs = plan(config, width, height);
+    let capped = capped_bitrates(&rungs, source_kbps);
+    for (rung, kbps) in rungs.iter_mut().zip(capped) {
+        rung.bitrate_kbps = kbps;
+    }
+    let mut above = source_kbps;
+    rungs.retain(|rung| {
+        let smaller = rung.bitrate_kbps <= below(above);
+        if smaller {
+            above = rung.bitrate_kbps;
+        }
+        smaller
+    });
+    rungs
+}
+
 /// Thumbnails are this wide (or the source's width, if smaller).
 const THUMBNAIL_WIDTH: u64 = 640;
 
@@ -275,6 +295,14 @@ mod tests {
         // A rich source leaves the plan as it is; a starved one gets the floor.
         assert_eq!(capped_bitrates(&rungs, 20_000), planned);
         assert_eq!(capped_bitrates(&rungs, 120), [100, 100, 100]);
+        // Planned under a measured source: the rungs that cannot be smaller are left out.
+        let kbps = |rungs: Vec<LadderRung>| rungs.iter().map(|r| (r.name.clone(), r.bitrate_kbps)).collect::<Vec<_>>();
+        assert_eq!(
+            kbps(plan_under(&config, 1920, 1080, 1200)),
+            [("720p".into(), 900), ("480p".into(), 675), ("360p".into(), 506)]
+        );
+        assert_eq!(kbps(plan_under(&config, 1920, 1080, 160)), [("720p".into(), 120)]);
+        assert!(plan_under(&config, 1920, 1080, 120).is_empty());
     }
 
     #[test]

@@ -27,7 +27,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 
-pub use ladder::{Encoder, LadderRung, MIN_RUNG_KBPS, Rung, TranscodeConfig, capped_bitrates, plan};
+pub use ladder::{Encoder, LadderRung, MIN_RUNG_KBPS, Rung, TranscodeConfig, capped_bitrates, plan, plan_under};
 pub use reencode::{GopPicture, Reencoded, reencode_gop};
 pub use still::keyframe_jpeg;
 
