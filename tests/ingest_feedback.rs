@@ -1,7 +1,8 @@
 //! What a creator is told about their stream, and what it costs without a ladder: the channel
 //! API reports the keyframe interval, codecs and audio, and warns (with what to set in OBS) when
 //! keyframes are too far apart for the segment length; with transcoding off the thumbnail comes
-//! from single keyframes, with no GStreamer pipeline running for the stream.
+//! from single keyframes, with no GStreamer pipeline running for the stream; the channel names
+//! its picture only once it has one.
 
 mod support;
 
@@ -22,6 +23,8 @@ async fn long_keyframe_intervals_are_reported_and_thumbnails_need_no_pipeline_wi
     .unwrap();
     let owner = app.signup("slowkeys").await;
     let key = app.create_channel(&owner, "slow_keys").await;
+    let (_, channel) = app.get("/api/v1/channels/slow_keys", None).await;
+    assert!(channel["thumbnail_url"].is_null(), "no picture yet, so pages ask for none: {channel}");
     // OBS's "auto" keyframe interval is 250 frames; 240 at 30 fps here: 8 s.
     let publisher = std::process::Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-re"])
@@ -62,6 +65,19 @@ async fn long_keyframe_intervals_are_reported_and_thumbnails_need_no_pipeline_wi
     assert_eq!(stream["video_codec"], "H.264 High 3.0", "{stream}");
     assert_eq!(stream["audio"], "AAC-LC 44.1 kHz mono", "{stream}");
     assert_eq!(stream["state"], "live");
+    let (_, channel) = app.get("/api/v1/channels/slow_keys", None).await;
+    assert_eq!(channel["thumbnail_url"], "/live/slow_keys/thumbnail.jpg");
     drop(publisher);
+    // Offline, the channel keeps its last picture as its preview, and says where it is.
+    let preview = eventually(Duration::from_secs(10), || async {
+        let (_, channel) = app.get("/api/v1/channels/slow_keys", None).await;
+        let url = channel["thumbnail_url"].as_str()?.to_owned();
+        (channel["live"] == false && url.contains("?v=")).then_some(url)
+    })
+    .await
+    .expect("the preview is noted on the channel");
+    let response = app.client.get(app.url(&preview)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.bytes().await.unwrap().starts_with(&[0xff, 0xd8]));
     app.stop().await;
 }

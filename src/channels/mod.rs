@@ -140,12 +140,14 @@ pub struct Channel {
     /// Broadcasts are recorded as VODs (when recording is on for the server).
     pub record: bool,
     pub created_at: i64,
+    /// When its preview picture (the latest live thumbnail) was stored; `None`: it has none.
+    pub preview_at: Option<i64>,
 }
 
 /// The select `channel_from_row` reads, as a literal so that queries stay `&'static str`.
 macro_rules! channel_select {
     () => {
-        "SELECT c.id, c.owner_id, u.username AS owner, c.name, c.title, c.category, c.tags, c.record, c.created_at \
+        "SELECT c.id, c.owner_id, u.username AS owner, c.name, c.title, c.category, c.tags, c.record, c.created_at, c.preview_at \
          FROM channels c JOIN users u ON u.id = c.owner_id"
     };
 }
@@ -162,7 +164,18 @@ fn channel_from_row(row: &AnyRow) -> Result<Channel, sqlx::Error> {
         tags: serde_json::from_str(&tags).map_err(|e| sqlx::Error::Decode(e.into()))?,
         record: row.try_get::<i64, _>("record")? != 0,
         created_at: row.try_get("created_at")?,
+        preview_at: row.try_get("preview_at")?,
     })
+}
+
+/// Notes that the channel's preview picture was stored at `at` (unix ms).
+pub async fn mark_preview(db: &Db, channel: ChannelId, at: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE channels SET preview_at = $1 WHERE id = $2")
+        .bind(at)
+        .bind(channel.0)
+        .execute(db.pool())
+        .await?;
+    Ok(())
 }
 
 pub struct NewChannel {

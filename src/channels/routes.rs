@@ -32,6 +32,9 @@ struct ChannelView {
     viewers: u64,
     /// Whether broadcasts become VODs.
     record: bool,
+    /// Its picture: the live thumbnail while live, else the preview its last broadcast left;
+    /// `null` when there is none yet.
+    thumbnail_url: Option<String>,
     created_at: i64,
     /// While live: what is being received and served.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,7 +82,14 @@ fn view(state: &AppState, channel: Channel) -> ChannelView {
         audio: live.ingest.audio,
         renditions: live.renditions,
     });
+    let live_picture = state.live().get(&channel.name).is_some_and(|live| live.thumbnail().is_some());
+    let thumbnail_url = match (live_picture, channel.preview_at) {
+        (true, _) => Some(format!("/live/{}/thumbnail.jpg", channel.name)),
+        (false, Some(at)) => Some(format!("/live/{}/thumbnail.jpg?v={at}", channel.name)),
+        (false, None) => None,
+    };
     ChannelView {
+        thumbnail_url,
         live: stream.is_some(),
         stream,
         viewers: state.hub().viewers(&channel.name) as u64,

@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 
 use super::LiveStream;
 use crate::app::AppState;
+use crate::db::now_ms;
 
 /// Pictures decoded at once across every stream of the node: thumbnails wait their turn (a
 /// stream whose turn is taken tries again at its next keyframe) rather than take cores from
@@ -89,11 +90,20 @@ pub fn keep(state: &AppState, stream: &LiveStream, jpeg: Bytes, count: u32, reco
     if recorded && count <= 2 {
         keys.push(format!("recordings/{}/thumbnail.jpg", stream.session_id));
     }
-    let storage = state.storage().clone();
-    state.tasks().spawn(async move {
+    let (state, channel) = (state.clone(), stream.channel_id);
+    state.clone().tasks().spawn(async move {
+        let preview = keys[0].clone();
         for key in keys {
-            if let Err(error) = storage.put(&key, vec![jpeg.clone()], "image/jpeg").await {
-                tracing::warn!(key, %error, "storing a thumbnail failed");
+            match state.storage().put(&key, vec![jpeg.clone()], "image/jpeg").await {
+                // The first preview of a broadcast tells the channel it has one (pages ask for
+                // it only then).
+                Ok(()) if key == preview && count == 1 => {
+                    if let Err(error) = crate::channels::mark_preview(state.db(), channel, now_ms()).await {
+                        tracing::warn!(%error, "noting the channel's preview failed");
+                    }
+                }
+                Ok(()) => {}
+                Err(error) => tracing::warn!(key, %error, "storing a thumbnail failed"),
             }
         }
     });

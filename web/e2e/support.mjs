@@ -173,9 +173,7 @@ export async function openPage(context, url) {
   page.problems = [];
   page.on('console', (message) => {
     if (message.type() !== 'error') return;
-    // An image that does not exist yet (a stream's first thumbnail) is not a fault of the page.
     const source = message.location()?.url ?? '';
-    if (message.text().startsWith('Failed to load resource') && source.includes('thumbnail.jpg')) return;
     page.problems.push(`${message.text()} (${source})`);
   });
   page.on('pageerror', (error) => page.problems.push(`uncaught: ${error.message}`));

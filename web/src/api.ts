@@ -42,6 +42,7 @@ export interface Channel {
   viewers: number;
   record: boolean;
   created_at: number;
+  thumbnail_url: string | null;
   stream?: StreamInfo;
 }
 

@@ -75,7 +75,7 @@ export async function channelPage(main: HTMLElement, name: string): Promise<Clea
     player = createPlayer({
       src: `/live/${channel.name}/master.m3u8`,
       live: true,
-      poster: `/live/${channel.name}/thumbnail.jpg`,
+      poster: channel.thumbnail_url ?? undefined,
       // Gone for good (the broadcast ended, or its media is unreachable): start over from the
       // channel's state, with a fresh player if it is still (or again) live.
       onFatal: () => {
@@ -101,7 +101,8 @@ export async function channelPage(main: HTMLElement, name: string): Promise<Clea
       h(
         'div',
         { class: 'offline' },
-        h('img', { src: `/live/${channel.name}/thumbnail.jpg?offline=${Date.now()}`, alt: '', class: 'offline-thumb' }),
+        // The last broadcast's picture, when there is one (nothing is asked for otherwise).
+        channel.thumbnail_url ? h('img', { src: channel.thumbnail_url, alt: '', class: 'offline-thumb' }) : '',
         h('div', { class: 'offline-text' }, h('strong', {}, `${channel.name} is offline`), h('span', {}, 'The stream will start here when they go live.')),
       ),
     );

@@ -46,7 +46,8 @@ function liveCard(channel: Channel): HTMLElement {
     link(
       `/${channel.name}`,
       { class: 'card-link' },
-      thumb(`/live/${channel.name}/thumbnail.jpg?t=${Math.floor(Date.now() / 30000)}`, '', [
+      // A fresh live picture every 30 s; none asked for when the channel has none yet.
+      thumb(channel.thumbnail_url && `${channel.thumbnail_url}${channel.thumbnail_url.includes('?') ? '&' : '?'}t=${Math.floor(Date.now() / 30000)}`, '', [
         h('span', { class: 'tag live' }, 'LIVE'),
         h('span', { class: 'tag count' }, `${formatCount(channel.viewers)} watching`),
       ]),
