@@ -105,19 +105,22 @@ pub fn media_playlist(packager: &Packager, prefix: &str, reports: &[RenditionRep
             Resource::Segment(segment.msn).file_name()
         );
     }
-    if let Some(open) = open {
+    // The open segment, once it has a part: its tags with nothing after them but a preload hint
+    // make a segment without a URI to some players (Shaka Player fails to load such a playlist).
+    // Until then the playlist ends at the last complete segment (a preload hint is optional).
+    if let Some(open) = open.filter(|open| !open.parts.is_empty())
+        && config.part_target_ms.is_some()
+    {
         map(&mut out, open.init_id, open.discontinuity);
-        if config.part_target_ms.is_some() {
-            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(open.program_date_time_ms));
-            for (index, part) in open.parts.iter().enumerate() {
-                parts_line(&mut out, open.msn, index, part.duration_ticks, part.independent);
-            }
-            let _ = writeln!(
-                out,
-                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{prefix}{}\"",
-                Resource::Part(open.msn, open.parts.len()).file_name()
-            );
+        let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(open.program_date_time_ms));
+        for (index, part) in open.parts.iter().enumerate() {
+            parts_line(&mut out, open.msn, index, part.duration_ticks, part.independent);
         }
+        let _ = writeln!(
+            out,
+            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{prefix}{}\"",
+            Resource::Part(open.msn, open.parts.len()).file_name()
+        );
     }
     for report in reports {
         let _ = write!(out, "#EXT-X-RENDITION-REPORT:URI=\"{}\",LAST-MSN={}", report.uri, report.last_msn);

@@ -463,3 +463,25 @@ fn an_interrupted_stream_goes_on_after_a_discontinuity_with_the_same_init() {
     assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
     assert_eq!(text.matches("#EXT-X-MAP").count(), 1, "{text}");
 }
+
+#[test]
+fn a_playlist_read_as_a_segment_closes_ends_at_it_with_nothing_dangling() {
+    let mut packager = Packager::new(PackagerConfig::default());
+    feed(&mut packager, 2);
+    // The next keyframe closes segment 0; the new segment has no part yet.
+    packager.push(video(60, true), WALL0).unwrap();
+    packager.push(video(61, false), WALL0).unwrap();
+    assert!(packager.open_segment_ref().is_some_and(|open| open.parts.is_empty()));
+    let text = playlist::media_playlist(&packager, "", &[]);
+    let tail: Vec<&str> = text.lines().skip_while(|line| !line.starts_with("#EXTINF")).collect();
+    assert_eq!(tail, ["#EXTINF:2.00000,", "seg-0.m4s"], "no date, discontinuity or hint without a part: {text}");
+    // With a part, the open segment is listed again, with its hint.
+    for index in 62..80 {
+        packager.push(video(index, false), WALL0).unwrap();
+    }
+    let text = playlist::media_playlist(&packager, "", &[]);
+    assert!(
+        text.contains("#EXT-X-PART:DURATION=0.50000,URI=\"part-1-0.m4s\"") && text.contains("PRELOAD-HINT"),
+        "{text}"
+    );
+}

@@ -18,7 +18,7 @@ export function serverBinary() {
   return bin;
 }
 
-export async function startServer(extraConfig = '') {
+export async function startServer(extraConfig = '', { reconnectGraceSeconds = 2 } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'aether-e2e-'));
   const config = join(dir, 'aether.toml');
   writeFileSync(
@@ -32,7 +32,7 @@ listen = "127.0.0.1:0"
 attempts_per_minute = 1000
 [live]
 # A stopped publisher's broadcast ends soon (the default waits 30 s for it to reconnect).
-reconnect_grace_seconds = 2
+reconnect_grace_seconds = ${reconnectGraceSeconds}
 [transcode]
 thumbnail_seconds = 2
 max_lag_ms = 10000
