@@ -3,14 +3,18 @@
 
 For each K, K ffmpeg processes publish the same pre-encoded FLV (720p30 H.264 2.5 Mbps with
 B-frames, 2 s GOP, AAC 48 kHz stereo) with `-re -c copy`, first to aether (CMAF + LL-HLS parts
-in memory), then to nginx-rtmp (`hls on`, MPEG-TS segments on disk). Reported per server:
-CPU seconds per stream-minute (utime+stime of the server process over the window, divided by
-K x minutes) and peak RSS. For aether also the live-edge lag (when a part becomes available:
-now minus the wall-clock end of that part, from EXT-X-PROGRAM-DATE-TIME) and the time from the
-publisher's first keyframe at ingest to the first playable part.
+in memory), then to nginx-rtmp (`hls on`, MPEG-TS segments on disk). aether runs as a user runs
+it: GStreamer present, thumbnails and recording on, the default config but for the ABR ladder,
+which is off (nginx-rtmp does not transcode). Reported per server: CPU seconds per
+stream-minute (utime+stime of the server process over the window, divided by K x minutes), peak
+RSS, and RSS per stream over the server's idle RSS. For aether also the live-edge lag (when a
+part becomes available: now minus the wall-clock end of that part, from
+EXT-X-PROGRAM-DATE-TIME) and the time from the publisher's first keyframe at ingest to the first
+playable part. Then the ABR case: the ladder on, K = 1..3 1080p streams, beside ffmpeg making
+the same ladder (bench/ladder.py's measurement).
 
-    python3 bench/live_ingest.py                      # K = 1, 10, 50; 30 s windows
-    python3 bench/live_ingest.py --streams 1,10,50,100 --seconds 60
+    python3 bench/live_ingest.py                      # K = 1, 10, 50, 100; 30 s windows; ABR K = 1, 2, 3
+    python3 bench/live_ingest.py --streams 1,10 --seconds 60 --abr ""
 
 Needs: ffmpeg, nginx with libnginx-mod-rtmp (scripts/install-deps.sh bench), a release build
 (made if missing). Only loopback addresses are used; every process is stopped at the end.
@@ -114,7 +118,10 @@ class Aether:
     def __init__(self, workdir, streams):
         self.data = os.path.join(workdir, "aether")
         os.makedirs(self.data)
-        env = dict(os.environ, AETHER_DATA_DIR=self.data, AETHER_LOG__LEVEL="warn,aether::app=info")
+        # As a user runs it, but for the ladder (nginx-rtmp does not transcode): thumbnails (from
+        # single keyframes) and recording stay on.
+        env = dict(os.environ, AETHER_DATA_DIR=self.data, AETHER_LOG__LEVEL="warn,aether::app=info",
+                   AETHER_TRANSCODE__ENABLED="false")
         env.pop("AETHER_DATABASE__URL", None)
         self.env = env
         subprocess.run([BINARY, "admin", "create", "--username", "bench", "--email", "bench@example.com", "--password-stdin"],
@@ -209,7 +216,13 @@ def live_edge_lags(http, channel, samples):
     playlist = fetch(base)
     lags = []
     for _ in range(samples):
-        hint = re.search(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="([^"]+)"', playlist).group(1)
+        hinted = re.search(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="([^"]+)"', playlist)
+        if hinted:
+            hint = hinted.group(1)
+        else:
+            # Read just as a segment closed (no part of the next yet, so no hint): its first part.
+            prefix, last = re.findall(r"^(\S*/)seg-(\d+)\.m4s$", playlist, re.M)[-1]
+            hint = f"{prefix}part-{int(last) + 1}-0.m4s"
         msn, part = (int(x) for x in re.search(r"part-(\d+)-(\d+)\.m4s", hint).groups())
         playlist = fetch(f"{base}?_HLS_msn={msn}&_HLS_part={part}")
         arrived = time.time()
@@ -222,30 +235,38 @@ def live_edge_lags(http, channel, samples):
 
 
 def first_part_latency(server, source):
-    """Publishes on a fresh channel and polls until a part is listed: arrival minus the first PDT
-    (the ingest wall clock at the publisher's first keyframe)."""
+    """Publishes on a fresh channel; returns how long after the first PDT (the ingest wall clock
+    at the publisher's first keyframe) (1) the first part is listed to a blocking reload for it
+    (an LL-HLS player already on the playlist) and (2) a plain playlist request made at once
+    answers (a player joining: it is held until the first segment is complete, so that every
+    player can start from it)."""
     publisher = publish(server.url(0), source)
     url = f"http://{server.http}/live/bench_0/source/index.m3u8"
     deadline = time.time() + 20
-    try:
+
+    def first(query):
         while time.time() < deadline:
             try:
-                playlist = fetch(url, timeout=1)
+                playlist = fetch(url + query, timeout=10)
             except (urllib.error.URLError, TimeoutError, ConnectionError):
                 time.sleep(0.01)
                 continue
             if "#EXT-X-PART:" in playlist:
                 arrived = time.time()
-                first = re.search(r"#EXT-X-PROGRAM-DATE-TIME:(\S+)", playlist).group(1)
-                return (arrived - parse_pdt(first)) * 1000
+                pdt = re.search(r"#EXT-X-PROGRAM-DATE-TIME:(\S+)", playlist).group(1)
+                return (arrived - parse_pdt(pdt)) * 1000
             time.sleep(0.01)
         return None
+
+    try:
+        return first("?_HLS_msn=0&_HLS_part=0"), first("")
     finally:
         stop([publisher])
         time.sleep(1.5)
 
 
 def measure(server, streams, seconds, source, warmup=6):
+    idle = rss_mb(server.process.pid)
     publishers = [publish(server.url(i), source) for i in range(streams)]
     try:
         time.sleep(warmup)
@@ -260,14 +281,16 @@ def measure(server, streams, seconds, source, warmup=6):
         minutes = (time.time() - start) / 60
         # After the CPU window, so that the probe's requests are not counted as ingest work.
         lags = live_edge_lags(server.http, "bench_0", 20) if isinstance(server, Aether) else []
-        return {"cpu": used / (streams * minutes), "rss": peak, "alive": alive, "lags": lags}
+        return {"cpu": used / (streams * minutes), "rss": peak, "per_stream": (peak - idle) / streams, "idle": idle,
+                "alive": alive, "lags": lags}
     finally:
         stop(publishers)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--streams", default="1,10,50", help="comma-separated K values")
+    parser.add_argument("--streams", default="1,10,50,100", help="comma-separated K values")
+    parser.add_argument("--abr", default="1,2,3", help="1080p stream counts for the ladder case beside ffmpeg; empty: skip")
     parser.add_argument("--seconds", type=int, default=30, help="measurement window per K and server")
     args = parser.parse_args()
     counts = [int(k) for k in args.streams.split(",")]
@@ -299,11 +322,15 @@ def main():
             print(f"K={k}: aether {a['cpu']:.3f} s/stream-min, {a['rss']:.1f} MB; nginx-rtmp {n['cpu']:.3f} s/stream-min, "
                   f"{n['rss']:.1f} MB", flush=True)
     print()
-    print("| K | aether CPU s/stream-min | nginx-rtmp CPU s/stream-min | aether/nginx | aether RSS MB | nginx-rtmp RSS MB | publishers up (a/n) |")
+    print("| K | aether CPU s/stream-min | nginx-rtmp CPU s/stream-min | aether/nginx | aether RSS MB (per stream) "
+          "| nginx-rtmp RSS MB (per stream) | publishers up (a/n) |")
     print("|---|---|---|---|---|---|---|")
     for k, a, n in rows:
         ratio = a["cpu"] / n["cpu"] if n["cpu"] > 0 else float("inf")
-        print(f"| {k} | {a['cpu']:.3f} | {n['cpu']:.3f} | {ratio:.2f} | {a['rss']:.1f} | {n['rss']:.1f} | {a['alive']}/{n['alive']} |")
+        print(f"| {k} | {a['cpu']:.3f} | {n['cpu']:.3f} | {ratio:.2f} | {a['rss']:.1f} ({a['per_stream']:.2f}) "
+              f"| {n['rss']:.1f} ({n['per_stream']:.2f}) | {a['alive']}/{n['alive']} |")
+    print(f"(per stream: peak RSS minus the idle server's, {rows[0][1]['idle']:.1f} MB for aether, over K; "
+          "goals: CPU <= 1.0x nginx-rtmp at every K, <= 8 MB per stream at K = 100)")
     lags = [lag for _, a, _ in rows for lag in a["lags"]]
     if lags:
         lags.sort()
@@ -311,7 +338,29 @@ def main():
         print(f"\naether live-edge lag when a part appears: median {statistics.median(lags):.0f} ms, p95 {p95:.0f} ms "
               f"({len(lags)} parts; goal < 100 ms)")
     if first is not None:
-        print(f"aether first playable part after the first keyframe at ingest: {first:.0f} ms (goal < 1500 ms)")
+        part, joined = first
+        print(f"aether first part after the first keyframe at ingest: {part:.0f} ms to a blocking reload (goal < 1500 ms); "
+              f"a player joining at once gets its playlist after {joined:.0f} ms (held for the first complete segment)")
+    if args.abr:
+        abr([int(k) for k in args.abr.split(",")], args.seconds)
+
+
+def abr(counts, seconds):
+    """The ladder on: K 1080p streams through aether, and one through ffmpeg making the same
+    ladder (bench/ladder.py's runs)."""
+    import ladder
+    source = ladder.source_1080p()
+    minutes = seconds / 60
+    with tempfile.TemporaryDirectory(prefix="aether-abr-bench-") as work:
+        theirs = ladder.run_ffmpeg(work, source, seconds) / minutes
+        print("\nABR: 1080p30 6 Mbps -> 720p + 480p + 360p (x264 veryfast), real time, beside ffmpeg (one stream: "
+              f"{theirs:.1f} CPU s per minute of input)")
+        print("| streams | aether CPU s per stream-minute | aether / ffmpeg | renditions per stream | rungs dropped |")
+        print("|---|---|---|---|---|")
+        for k in counts:
+            cpu, renditions, dropped = ladder.run_aether(work, source, k, seconds)
+            ours = cpu / minutes / k
+            print(f"| {k} | {ours:.1f} | {ours / theirs:.2f} | {min(renditions)}-{max(renditions)} | {dropped} |", flush=True)
 
 
 if __name__ == "__main__":

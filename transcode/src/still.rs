@@ -20,7 +20,7 @@ pub fn keyframe_jpeg(record: &Bytes, picture: &Bytes, max_width: u32) -> Result<
     let width = config.width.min(max_width).max(2) / 2 * 2;
     let height = ((u64::from(width) * u64::from(config.height) / u64::from(config.width.max(1))) as u32).max(2) / 2 * 2;
     let description = format!(
-        "appsrc name=src ! avdec_h264 ! videoscale ! videoconvert \
+        "appsrc name=src ! avdec_h264 max-threads=1 ! videoscale ! videoconvert \
          ! video/x-raw,format=I420,width={width},height={height},pixel-aspect-ratio=1/1 \
          ! jpegenc quality=85 ! appsink name=sink sync=false"
     );
