@@ -39,7 +39,7 @@ struct Inner {
     hub: Hub,
     storage: aether_vod::Storage,
     archive: crate::live::record::Archive,
-    clip_jobs: crate::clips::ClipJobs,
+    jobs: crate::jobs::Jobs,
     /// GStreamer and the ladder's elements are present.
     transcoding: bool,
     /// The port RTMP ingest listens on (the configured one, or the one picked for port 0).
@@ -95,8 +95,8 @@ impl AppState {
         self.inner.rtmp_port
     }
 
-    pub fn clip_jobs(&self) -> &crate::clips::ClipJobs {
-        &self.inner.clip_jobs
+    pub fn jobs(&self) -> &crate::jobs::Jobs {
+        &self.inner.jobs
     }
 
     pub fn chat_connections(&self) -> &Arc<ConnectionCounts> {
@@ -173,7 +173,7 @@ impl App {
         let inner = Inner {
             storage,
             archive,
-            clip_jobs: crate::clips::ClipJobs::new(config.clips.queue),
+            jobs: crate::jobs::Jobs::default(),
             transcoding,
             rtmp_port: rtmp.local_addr().context("the RTMP listener's address")?.port(),
             hub,
@@ -230,7 +230,12 @@ impl App {
         tracker.spawn(aether_ingest::serve_rtmp(rtmp, rtmp_config, publishers, shutdown.child_token()));
         tracker.spawn(sweep_sessions(state.clone(), shutdown.child_token()));
         tracker.spawn(state.archive().clone().upload_spooled(shutdown.child_token()));
-        tracker.spawn(crate::clips::ClipJobs::run(state.clone(), shutdown.child_token()));
+        match crate::clips::resume(&state).await {
+            Ok(0) => {}
+            Ok(queued) => tracing::info!(clips = queued, "resuming clips left unfinished"),
+            Err(error) => tracing::error!(%error, "cannot queue the clips left unfinished"),
+        }
+        tracker.spawn(crate::jobs::run(state.clone(), shutdown.child_token()));
         tracker.spawn(crate::chat::relay_stream_events(state.clone(), shutdown.child_token()));
         // Long-lived connections (chat sockets, chat shards) end when shutdown begins, so that
         // the HTTP server's graceful shutdown is not held open by them.

@@ -31,6 +31,7 @@ pub struct Config {
     pub storage: aether_vod::StorageConfig,
     pub recording: RecordingConfig,
     pub clips: ClipsConfig,
+    pub jobs: crate::jobs::JobsConfig,
     pub log: LogConfig,
 }
 
@@ -102,9 +103,8 @@ pub struct ClipsConfig {
     /// Shortest and longest clip, in seconds.
     pub min_seconds: u32,
     pub max_seconds: u32,
-    /// Clips cut at the same time; more wait in a queue of `queue`.
+    /// Clips cut at the same time (on this node); more wait in the job queue.
     pub workers: usize,
-    pub queue: usize,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -187,9 +187,10 @@ impl Config {
         if clips.min_seconds == 0 || clips.min_seconds > clips.max_seconds || clips.max_seconds > 3600 {
             return invalid("clips.min_seconds must be 1 to clips.max_seconds, which is at most 3600");
         }
-        if clips.workers == 0 || clips.queue == 0 {
-            return invalid("clips.workers and clips.queue must be at least 1");
+        if clips.workers == 0 {
+            return invalid("clips.workers must be at least 1");
         }
+        self.jobs.validate().map_err(ConfigError::Value)?;
         self.hls.validate().map_err(ConfigError::Value)?;
         if self.live.reconnect_grace_seconds > 600 {
             return Err(ConfigError::Value("live.reconnect_grace_seconds must be 0 to 600".into()));

@@ -1,27 +1,54 @@
-//! The in-process event bus: modules announce what happened (`stream.started`, `stream.ended`,
-//! later `order.paid`, ...) and others subscribe, instead of reaching into each other's tables.
-//! A bounded broadcast: a subscriber that falls behind misses events and is told how many.
+//! Events: what happened, for whoever cares. Two deliveries:
+//! - **durable** ([`publish`]): inside the publisher's transaction, one `jobs` row per subscriber
+//!   (`crate::modules::SUBSCRIPTIONS`), so a subscriber runs at least once after the commit and
+//!   never for a rolled-back change. The event's JSON is the job's payload: a contract.
+//! - **live** ([`EventBus`]): an in-process broadcast for screens and sockets, sent after the
+//!   commit, best effort; a subscriber that falls behind misses events and is told how many.
 
+use serde::{Deserialize, Serialize};
+use sqlx::AnyConnection;
 use tokio::sync::broadcast;
+
+use crate::jobs::{self, NewJob};
 
 const CAPACITY: usize = 1024;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An event's name on the bus, in job payloads and in webhooks.
+pub type EventName = &'static str;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
 pub enum Event {
-    /// `stream.started`
+    #[serde(rename = "stream.started")]
     StreamStarted { channel: String, session_id: i64 },
-    /// `stream.ended`
+    #[serde(rename = "stream.ended")]
     StreamEnded { channel: String, session_id: i64 },
 }
 
 impl Event {
-    /// The event's name on the bus and in webhooks.
-    pub fn name(&self) -> &'static str {
+    pub fn name(&self) -> EventName {
         match self {
             Event::StreamStarted { .. } => "stream.started",
             Event::StreamEnded { .. } => "stream.ended",
         }
     }
+
+    /// What makes this event one of a kind: publishing it twice queues its subscribers once.
+    fn key(&self) -> String {
+        match self {
+            Event::StreamStarted { session_id, .. } | Event::StreamEnded { session_id, .. } => session_id.to_string(),
+        }
+    }
+}
+
+/// Queues `event` for its durable subscribers in the caller's transaction. Wake the job runner
+/// (`AppState::jobs().wake()`) after the commit.
+pub async fn publish(conn: &mut AnyConnection, event: &Event) -> Result<(), sqlx::Error> {
+    for kind in crate::modules::subscribers(event.name()) {
+        let job = NewJob::new(kind, event).dedup(format!("{}:{}:{}", kind.name, event.name(), event.key()));
+        jobs::enqueue(conn, job).await?;
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone)]
@@ -36,6 +63,7 @@ impl Default for EventBus {
 }
 
 impl EventBus {
+    /// Sends `event` to the live subscribers (after the commit that made it true).
     pub fn publish(&self, event: Event) {
         tracing::debug!(event = event.name(), "event");
         // No subscriber is not an error.

@@ -148,7 +148,7 @@ pub struct Channel {
 macro_rules! channel_select {
     () => {
         "SELECT c.id, c.owner_id, u.username AS owner, c.name, c.title, c.category, c.tags, c.record, c.created_at, c.preview_at \
-         FROM channels c JOIN users u ON u.id = c.owner_id"
+         FROM channels c JOIN user_names u ON u.id = c.owner_id"
     };
 }
 

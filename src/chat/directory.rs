@@ -19,11 +19,12 @@ impl ChatDirectory {
 }
 
 async fn load(db: Db, room: String) -> Result<Option<RoomSeed>, sqlx::Error> {
-    let Some(channel) =
-        sqlx::query("SELECT c.id, u.username FROM channels c JOIN users u ON u.id = c.owner_id WHERE c.name = $1")
-            .bind(&room)
-            .fetch_optional(db.pool())
-            .await?
+    let Some(channel) = sqlx::query(
+        "SELECT c.id, u.username FROM channel_names c JOIN user_names u ON u.id = c.owner_id WHERE c.name = $1",
+    )
+    .bind(&room)
+    .fetch_optional(db.pool())
+    .await?
     else {
         return Ok(None);
     };
@@ -35,17 +36,21 @@ async fn load(db: Db, room: String) -> Result<Option<RoomSeed>, sqlx::Error> {
             rows.iter().map(|row| row.try_get::<String, _>("username")).collect::<Result<HashSet<_>, _>>()
         }
     };
-    let moderators =
-        names("SELECT u.username FROM channel_moderators m JOIN users u ON u.id = m.user_id WHERE m.channel_id = $1")
-            .await?;
+    let moderators = names(
+        "SELECT u.username FROM channel_moderators m JOIN user_names u ON u.id = m.user_id WHERE m.channel_id = $1",
+    )
+    .await?;
     let banned =
-        names("SELECT u.username FROM channel_bans b JOIN users u ON u.id = b.user_id WHERE b.channel_id = $1").await?;
+        names("SELECT u.username FROM channel_bans b JOIN user_names u ON u.id = b.user_id WHERE b.channel_id = $1")
+            .await?;
     Ok(Some(RoomSeed { owner: channel.try_get("username")?, moderators, banned }))
 }
 
 async fn record(db: Db, record: ModerationRecord) -> Result<(), sqlx::Error> {
-    let Some(channel) =
-        sqlx::query("SELECT id FROM channels WHERE name = $1").bind(&record.room).fetch_optional(db.pool()).await?
+    let Some(channel) = sqlx::query("SELECT id FROM channel_names WHERE name = $1")
+        .bind(&record.room)
+        .fetch_optional(db.pool())
+        .await?
     else {
         return Ok(());
     };
@@ -57,7 +62,7 @@ async fn record(db: Db, record: ModerationRecord) -> Result<(), sqlx::Error> {
         ModerationAction::Unban { user } => ("unban", Some(user.clone()), None),
         ModerationAction::Slow { seconds } => ("slow", None, Some(format!("{seconds} s"))),
     };
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.write().await?;
     sqlx::query(
         "INSERT INTO moderation_log (channel_id, actor_id, action, target, detail, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -70,7 +75,7 @@ async fn record(db: Db, record: ModerationRecord) -> Result<(), sqlx::Error> {
     .execute(&mut *tx)
     .await?;
     if let (Some(user), "ban" | "unban") = (&target, action) {
-        let user_id: Option<i64> = sqlx::query("SELECT id FROM users WHERE username = $1")
+        let user_id: Option<i64> = sqlx::query("SELECT id FROM user_names WHERE username = $1")
             .bind(user)
             .fetch_optional(&mut *tx)
             .await?

@@ -42,7 +42,7 @@ async fn list_moderators(
 ) -> ApiResult<Json<ModeratorsResponse>> {
     let channel = managed_channel(&state, &auth, &name).await?;
     let rows = sqlx::query(
-        "SELECT u.username FROM channel_moderators m JOIN users u ON u.id = m.user_id WHERE m.channel_id = $1 ORDER BY u.username",
+        "SELECT u.username FROM channel_moderators m JOIN user_names u ON u.id = m.user_id WHERE m.channel_id = $1 ORDER BY u.username",
     )
     .bind(channel.id.0)
     .fetch_all(state.db().pool())
@@ -113,7 +113,7 @@ async fn moderation_log(
     let channel = managed_channel(&state, &auth, &name).await?;
     let rows = sqlx::query(
         "SELECT u.username AS actor, l.action, l.target, l.detail, l.created_at FROM moderation_log l \
-         LEFT JOIN users u ON u.id = l.actor_id WHERE l.channel_id = $1 ORDER BY l.id DESC LIMIT 200",
+         LEFT JOIN user_names u ON u.id = l.actor_id WHERE l.channel_id = $1 ORDER BY l.id DESC LIMIT 200",
     )
     .bind(channel.id.0)
     .fetch_all(state.db().pool())

@@ -1,24 +1,22 @@
-//! Clip jobs: a bounded queue of clip ids and a dispatcher that runs at most `clips.workers` of
-//! them at once, on their own tasks, so that cutting never holds up the live path. The state is
-//! the clip row: at start-up the clips left `processing` are resumed; each try is counted, a
-//! storage hiccup is retried with backoff, and a clip that cannot be made is marked `failed` with
-//! the reason.
+//! The clip job (`clips.make`, on the `clips` queue, so that at most `clips.workers` clips are
+//! cut at once and cutting never holds up other jobs): fetch the recording's segments over the
+//! clip's span, cut, store. The clip row keeps the clip's own state: each try is counted on it
+//! (`attempts`), a storage hiccup is retried by the queue with backoff, and a clip that cannot
+//! be made, or whose tries ran out, is marked `failed` with the reason.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aether_vod::clip::{self, SourceSegment};
 use aether_vod::playlist::VodFile;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use tokio::sync::{Semaphore, mpsc};
-use tokio_util::sync::CancellationToken;
 
 use super::{Clip, ClipStatus};
 use crate::app::AppState;
 use crate::db::now_ms;
+use crate::jobs::{ClaimedJob, JobError, Kind, NewJob, Queue};
 
 /// Tries before a clip is given up on.
 const MAX_ATTEMPTS: i64 = 3;
@@ -27,13 +25,29 @@ const RECORDING_WAIT: Duration = Duration::from_secs(30);
 /// Objects fetched or stored at the same time for one clip.
 const TRANSFERS_IN_FLIGHT: usize = 16;
 
-pub struct ClipJobs {
-    sender: mpsc::Sender<i64>,
-    receiver: Mutex<Option<mpsc::Receiver<i64>>>,
+/// `clips.make {clip}`: cut clip row `clip`.
+pub const MAKE: Kind = Kind {
+    name: "clips.make",
+    queue: Queue::Clips,
+    // The clip row counts its own tries (also those a crash cut short) and gives up after
+    // MAX_ATTEMPTS; the job's limit is only a backstop.
+    max_attempts: MAX_ATTEMPTS + 2,
+    run: |state, job| Box::pin(make_job(state, job)),
+};
+
+#[derive(Debug, Serialize, Deserialize)]
+struct MakeClip {
+    clip: i64,
 }
 
+/// The job that makes clip row `row_id`, to enqueue in the transaction that inserts it.
+pub fn make_clip(row_id: i64) -> NewJob {
+    NewJob::new(&MAKE, &MakeClip { clip: row_id }).dedup(format!("clips.make:{row_id}"))
+}
+
+/// Why one try at a clip failed.
 #[derive(Debug, thiserror::Error)]
-enum JobError {
+enum ClipError {
     /// Worth another try (storage or the database did not answer).
     #[error("{0}")]
     Transient(String),
@@ -42,19 +56,19 @@ enum JobError {
     Permanent(String),
 }
 
-impl From<sqlx::Error> for JobError {
+impl From<sqlx::Error> for ClipError {
     fn from(error: sqlx::Error) -> Self {
-        JobError::Transient(format!("database: {error}"))
+        ClipError::Transient(format!("database: {error}"))
     }
 }
 
-impl From<aether_vod::StorageError> for JobError {
+impl From<aether_vod::StorageError> for ClipError {
     fn from(error: aether_vod::StorageError) -> Self {
         match error {
             aether_vod::StorageError::NotFound(key) => {
-                JobError::Permanent(format!("a recorded object is missing from storage: {key}"))
+                ClipError::Permanent(format!("a recorded object is missing from storage: {key}"))
             }
-            other => JobError::Transient(other.to_string()),
+            other => ClipError::Transient(other.to_string()),
         }
     }
 }
@@ -68,122 +82,54 @@ struct Made {
     thumbnail: bool,
 }
 
-impl ClipJobs {
-    pub fn new(queue: usize) -> ClipJobs {
-        let (sender, receiver) = mpsc::channel(queue);
-        ClipJobs { sender, receiver: Mutex::new(Some(receiver)) }
+/// Queues a job for every clip left `processing` without one (rows from before the queue, or
+/// written by hand); a clip whose job is waiting or running keeps it (the dedup key).
+pub async fn resume(state: &AppState) -> Result<usize, sqlx::Error> {
+    let mut tx = state.db().write().await?;
+    let rows = sqlx::query("SELECT id FROM clips WHERE status = 'processing' ORDER BY id").fetch_all(&mut *tx).await?;
+    let mut queued = 0;
+    for row in rows {
+        queued += usize::from(crate::jobs::enqueue(&mut tx, make_clip(row.try_get("id")?)).await?);
     }
-
-    /// Queues a clip; `false` when the queue is full.
-    pub fn submit(&self, row_id: i64) -> bool {
-        self.sender.try_send(row_id).is_ok()
-    }
-
-    /// Resumes the clips a previous run left unfinished, then runs queued clips, at most
-    /// `clips.workers` at a time, until `stop`.
-    pub async fn run(state: AppState, stop: CancellationToken) {
-        let Some(mut receiver) = state.clip_jobs().receiver.lock().unwrap().take() else { return };
-        let mut resumed: VecDeque<i64> =
-            match sqlx::query("SELECT id FROM clips WHERE status = 'processing' ORDER BY id")
-                .fetch_all(state.db().pool())
-                .await
-            {
-                Ok(rows) => rows.iter().filter_map(|row| row.try_get("id").ok()).collect(),
-                Err(error) => {
-                    tracing::error!(%error, "cannot look up unfinished clips");
-                    VecDeque::new()
-                }
-            };
-        if !resumed.is_empty() {
-            tracing::info!(clips = resumed.len(), "resuming clips left unfinished");
-        }
-        let workers = Arc::new(Semaphore::new(state.config().clips.workers));
-        loop {
-            let row_id = match resumed.pop_front() {
-                Some(id) => id,
-                None => tokio::select! {
-                    next = receiver.recv() => match next {
-                        Some(id) => id,
-                        None => return,
-                    },
-                    _ = stop.cancelled() => return,
-                },
-            };
-            let permit = tokio::select! {
-                permit = workers.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-                _ = stop.cancelled() => return,
-            };
-            let (job_state, job_stop) = (state.clone(), stop.clone());
-            state.tasks().spawn(async move {
-                let _permit = permit;
-                run_job(&job_state, row_id, &job_stop).await;
-            });
-        }
-    }
+    tx.commit().await?;
+    state.jobs().wake();
+    Ok(queued)
 }
 
-async fn run_job(state: &AppState, row_id: i64, stop: &CancellationToken) {
+async fn make_job(state: AppState, job: ClaimedJob) -> Result<(), JobError> {
+    let MakeClip { clip: row_id } = job.payload()?;
     let db = state.db();
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        let clip = match super::find_by_row(db, row_id).await {
-            Ok(Some(clip)) if clip.status == ClipStatus::Processing => clip,
-            Ok(_) => return,
-            Err(error) => {
-                tracing::error!(row_id, %error, "cannot load a clip job");
-                return;
-            }
-        };
-        if clip.attempts >= MAX_ATTEMPTS {
-            // Earlier tries never finished (the server stopped or died while cutting it).
-            let reason = format!("gave up after {} tries", clip.attempts);
-            if let Err(error) = super::fail(db, row_id, &reason).await {
-                tracing::error!(row_id, %error, "cannot record the clip's outcome");
-            }
-            return;
+    let clip = match super::find_by_row(db, row_id).await? {
+        Some(clip) if clip.status == ClipStatus::Processing => clip,
+        // Made already, failed already, or deleted: nothing to do (a second run is harmless).
+        _ => return Ok(()),
+    };
+    if clip.attempts >= MAX_ATTEMPTS {
+        // Earlier tries never finished (the server stopped or died while cutting it).
+        super::fail(db, row_id, &format!("gave up after {} tries", clip.attempts)).await?;
+        return Ok(());
+    }
+    let attempt = clip.attempts + 1;
+    sqlx::query("UPDATE clips SET attempts = $1 WHERE id = $2").bind(attempt).bind(row_id).execute(db.pool()).await?;
+    let started = Instant::now();
+    match make(&state, &clip).await {
+        Ok(made) => {
+            metrics::histogram!("aether_clip_seconds").record(started.elapsed().as_secs_f64());
+            tracing::info!(clip = %clip.id, duration_ms = made.duration_ms, bytes = made.bytes,
+                took_ms = started.elapsed().as_millis() as u64, "clip ready");
+            mark_ready(&state, &clip, made).await?;
+            Ok(())
         }
-        let attempt = clip.attempts + 1;
-        if let Err(error) = sqlx::query("UPDATE clips SET attempts = $1 WHERE id = $2")
-            .bind(attempt)
-            .bind(row_id)
-            .execute(db.pool())
-            .await
-        {
-            tracing::error!(row_id, %error, "cannot count a clip attempt");
-            return;
+        Err(ClipError::Transient(reason)) if attempt < MAX_ATTEMPTS && !job.is_last_try() => {
+            tracing::warn!(clip = %clip.id, attempt, %reason, "clip failed for now; retrying");
+            Err(JobError::Retry(reason))
         }
-        let started = Instant::now();
-        let result = tokio::select! {
-            result = make(state, &clip) => result,
-            // Shutting down: the clip stays `processing` and is resumed at the next start.
-            _ = stop.cancelled() => return,
-        };
-        let finish = match result {
-            Ok(made) => {
-                metrics::histogram!("aether_clip_seconds").record(started.elapsed().as_secs_f64());
-                tracing::info!(clip = %clip.id, duration_ms = made.duration_ms, bytes = made.bytes,
-                    took_ms = started.elapsed().as_millis() as u64, "clip ready");
-                mark_ready(state, &clip, made).await
-            }
-            Err(JobError::Transient(reason)) if attempt < MAX_ATTEMPTS => {
-                tracing::warn!(clip = %clip.id, attempt, %reason, "clip failed for now; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.cancelled() => return,
-                }
-                backoff *= 4;
-                continue;
-            }
-            Err(JobError::Transient(reason) | JobError::Permanent(reason)) => {
-                metrics::counter!("aether_clips_total", "status" => "failed").increment(1);
-                tracing::warn!(clip = %clip.id, attempt, %reason, "clip failed");
-                super::fail(db, row_id, &reason).await
-            }
-        };
-        if let Err(error) = finish {
-            tracing::error!(clip = %clip.id, %error, "cannot record the clip's outcome");
+        Err(ClipError::Transient(reason) | ClipError::Permanent(reason)) => {
+            metrics::counter!("aether_clips_total", "status" => "failed").increment(1);
+            tracing::warn!(clip = %clip.id, attempt, %reason, "clip failed");
+            super::fail(db, row_id, &reason).await?;
+            Ok(())
         }
-        return;
     }
 }
 
@@ -207,51 +153,36 @@ async fn mark_ready(state: &AppState, clip: &Clip, made: Made) -> Result<(), sql
 }
 
 /// The recording's source segments over the clip's span, fetched, cut and stored.
-async fn make(state: &AppState, clip: &Clip) -> Result<Made, JobError> {
+async fn make(state: &AppState, clip: &Clip) -> Result<Made, ClipError> {
     let db = state.db();
-    let vod = clip.vod_row_id.ok_or_else(|| JobError::Permanent("the recording was deleted".into()))?;
+    let vod = clip.vod_row_id.ok_or_else(|| ClipError::Permanent("the recording was deleted".into()))?;
     let wait_until = Instant::now() + RECORDING_WAIT;
     let session_id: i64 = loop {
-        let row = sqlx::query(
-            "SELECT v.session_id, v.status, (SELECT MAX(s.start_ms + s.duration_ms) FROM vod_segments s \
-             WHERE s.vod_id = v.id AND s.rendition = 'source') AS recorded FROM vods v WHERE v.id = $1",
-        )
-        .bind(vod)
-        .fetch_optional(db.pool())
-        .await?
-        .ok_or_else(|| JobError::Permanent("the recording was deleted".into()))?;
-        let recorded: Option<i64> = row.try_get("recorded")?;
-        let status: String = row.try_get("status")?;
-        if status == "ready" || recorded.is_some_and(|end| end >= clip.requested_end_ms) {
-            break row.try_get("session_id")?;
+        let progress = crate::vod::index::progress(db.pool(), vod)
+            .await?
+            .ok_or_else(|| ClipError::Permanent("the recording was deleted".into()))?;
+        if progress.ready || progress.recorded_ms.is_some_and(|end| end >= clip.requested_end_ms) {
+            break progress.session_id;
         }
         if Instant::now() > wait_until {
-            return Err(JobError::Permanent("the recording did not reach the clip's end in time".into()));
+            return Err(ClipError::Permanent("the recording did not reach the clip's end in time".into()));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    let rows = sqlx::query(
-        "SELECT msn, init_id, start_ms, discontinuity, object_key FROM vod_segments \
-         WHERE vod_id = $1 AND rendition = 'source' AND start_ms + duration_ms > $2 AND start_ms < $3 ORDER BY msn",
-    )
-    .bind(vod)
-    .bind(clip.requested_start_ms)
-    .bind(clip.requested_end_ms)
-    .fetch_all(db.pool())
-    .await?;
+    let rows =
+        crate::vod::index::source_segments_between(db.pool(), vod, clip.requested_start_ms, clip.requested_end_ms)
+            .await?;
     // One init segment and one timeline: stop where the stream changed configuration or jumped.
     let mut wanted: Vec<(i64, String)> = Vec::new();
     let mut init_id = None;
-    for row in &rows {
-        let id: i64 = row.try_get("init_id")?;
-        let jump = row.try_get::<i64, _>("discontinuity")? != 0;
-        if init_id.is_some_and(|first| first != id) || (init_id.is_some() && jump) {
+    for row in rows {
+        if init_id.is_some_and(|first| first != row.init_id) || (init_id.is_some() && row.discontinuity) {
             break;
         }
-        init_id = Some(id);
-        wanted.push((row.try_get("start_ms")?, row.try_get("object_key")?));
+        init_id = Some(row.init_id);
+        wanted.push((row.start_ms, row.object_key));
     }
-    let init_id = init_id.ok_or_else(|| JobError::Permanent("the recording has no media in that range".into()))?;
+    let init_id = init_id.ok_or_else(|| ClipError::Permanent("the recording has no media in that range".into()))?;
     let storage = state.storage();
     let fetch_started = Instant::now();
     let init = storage.get(&VodFile::Init(init_id as u32).object_key(session_id, "source")).await?;
@@ -268,8 +199,8 @@ async fn make(state: &AppState, clip: &Clip) -> Result<Made, JobError> {
         clip::cut(&init, &segments, start, end, precise.then_some(&encoder as clip::HeadEncoder<'_>))
     })
     .await
-    .map_err(|error| JobError::Permanent(format!("cutting failed: {error}")))?
-    .map_err(|error| JobError::Permanent(format!("cutting failed: {error}")))?;
+    .map_err(|error| ClipError::Permanent(format!("cutting failed: {error}")))?
+    .map_err(|error| ClipError::Permanent(format!("cutting failed: {error}")))?;
 
     // The MP4 (in parts above 16 MiB), the init segment and the fragments go up together.
     let prefix = clip.storage_prefix();

@@ -11,7 +11,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-pub use jobs::ClipJobs;
+pub use jobs::{MAKE, resume};
 
 use crate::app::AppState;
 use crate::auth::{User, UserId};
@@ -95,8 +95,8 @@ macro_rules! clip_select {
          k.creator_id, u.username AS creator, k.vod_id AS vod_row_id, v.public_id AS vod_public_id, k.title, \
          k.requested_start_ms, k.requested_end_ms, k.precise, k.status, k.failure, k.attempts, k.start_ms, k.duration_ms, \
          k.bytes, k.fragments, k.has_thumbnail, k.created_at \
-         FROM clips k JOIN channels c ON c.id = k.channel_id JOIN users u ON u.id = k.creator_id \
-         LEFT JOIN vods v ON v.id = k.vod_id"
+         FROM clips k JOIN channel_names c ON c.id = k.channel_id JOIN user_names u ON u.id = k.creator_id \
+         LEFT JOIN vod_public_ids v ON v.id = k.vod_id"
     };
 }
 
@@ -164,7 +164,7 @@ pub struct NewClip<'a> {
 }
 
 /// Inserts a clip in `processing`; returns its row id and public id.
-pub async fn insert(db: &Db, new: NewClip<'_>) -> Result<(i64, String), sqlx::Error> {
+pub async fn insert(conn: &mut sqlx::AnyConnection, new: NewClip<'_>) -> Result<(i64, String), sqlx::Error> {
     let public_id = crate::db::public_id();
     let row = sqlx::query(
         "INSERT INTO clips (public_id, channel_id, creator_id, vod_id, title, requested_start_ms, requested_end_ms, \
@@ -179,7 +179,7 @@ pub async fn insert(db: &Db, new: NewClip<'_>) -> Result<(i64, String), sqlx::Er
     .bind(new.end_ms)
     .bind(crate::db::now_ms())
     .bind(i64::from(new.precise))
-    .fetch_one(db.pool())
+    .fetch_one(conn)
     .await?;
     Ok((row.try_get("id")?, public_id))
 }

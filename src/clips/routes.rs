@@ -11,7 +11,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use super::{Clip, ClipStatus, NewClip};
 use crate::app::AppState;
@@ -127,21 +126,16 @@ async fn create(
                 .get(name)
                 .ok_or_else(|| ApiError::conflict("not_live", format!("\"{name}\" is not live")))?;
             // The live clip ends where the recording has got to.
-            let row = sqlx::query(
-                "SELECT v.id, (SELECT MAX(s.start_ms + s.duration_ms) FROM vod_segments s \
-                 WHERE s.vod_id = v.id AND s.rendition = 'source') AS recorded FROM vods v WHERE v.session_id = $1",
-            )
-            .bind(stream.session_id)
-            .fetch_optional(state.db().pool())
-            .await?
-            .ok_or_else(|| ApiError::conflict("not_recorded", "this broadcast is not being recorded"))?;
-            let end: i64 = row
-                .try_get::<Option<i64>, _>("recorded")?
+            let recording = crate::vod::index::progress_of_session(state.db().pool(), stream.session_id)
+                .await?
+                .ok_or_else(|| ApiError::conflict("not_recorded", "this broadcast is not being recorded"))?;
+            let end = recording
+                .recorded_ms
                 .ok_or_else(|| ApiError::conflict("too_early", "nothing has been recorded yet; try in a moment"))?;
             NewClip {
                 channel_id: channel.id,
                 creator: auth.user.id,
-                vod_row_id: row.try_get("id")?,
+                vod_row_id: recording.vod_id,
                 title: &title,
                 start_ms: (end - seconds).max(0),
                 end_ms: end,
@@ -177,11 +171,11 @@ async fn create(
         }
         _ => return Err(bad("send {channel, seconds} for a live clip or {vod_id, start_ms, end_ms} for a VOD clip")),
     };
-    let (row_id, id) = super::insert(state.db(), new).await?;
-    if !state.clip_jobs().submit(row_id) {
-        super::fail(state.db(), row_id, "the server had too many clips to make").await?;
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many clips are being made; try again"));
-    }
+    let mut tx = state.db().write().await?;
+    let (row_id, id) = super::insert(&mut tx, new).await?;
+    crate::jobs::enqueue(&mut tx, super::jobs::make_clip(row_id)).await?;
+    tx.commit().await?;
+    state.jobs().wake();
     let clip = super::find(state.db(), &id).await?.ok_or_else(|| anyhow::anyhow!("clip vanished after insert"))?;
     tracing::info!(clip = %clip.id, channel = %clip.channel, by = %auth.user.username, "clip requested");
     Ok((StatusCode::ACCEPTED, Json(view(clip))))

@@ -15,12 +15,11 @@ use aether_vod::playlist::VodFile;
 use aether_vod::{Spool, SpoolError, Storage, StorageError};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
-use crate::db::{Db, now_ms};
+use crate::db::Db;
 use crate::live::LiveStream;
 
 /// Segments (and init segments) waiting to be written: about a minute of media.
@@ -235,9 +234,7 @@ impl Archive {
         index(&self.db, stored).await?;
         if matches!(stored.row, IndexRow::Segment { .. }) {
             metrics::counter!("aether_recorded_segments_total").increment(1);
-            // A VOD finalized while its last segments were spooled gets its full length now.
-            let sql = format!("UPDATE vods SET duration_ms = {DURATION} WHERE id = $1 AND status = 'ready'");
-            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(stored.vod_id).execute(self.db.pool()).await?;
+            crate::vod::index::refresh_duration(self.db.pool(), stored.vod_id).await?;
         }
         Ok(())
     }
@@ -247,22 +244,18 @@ const RETRY_FIRST: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(10);
 
 async fn index(db: &Db, stored: &Stored) -> Result<(), sqlx::Error> {
+    use crate::vod::index::{RenditionRow, SegmentRow, put_rendition, put_segment};
     match &stored.row {
         IndexRow::Rendition { rendition, codecs, width, height, frame_rate_millis } => {
-            sqlx::query(
-                "INSERT INTO vod_renditions (vod_id, rendition, codecs, width, height, frame_rate_millis) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (vod_id, rendition) DO UPDATE SET \
-                 codecs = excluded.codecs, width = excluded.width, height = excluded.height, \
-                 frame_rate_millis = excluded.frame_rate_millis",
-            )
-            .bind(stored.vod_id)
-            .bind(rendition)
-            .bind(codecs)
-            .bind(*width)
-            .bind(*height)
-            .bind(*frame_rate_millis)
-            .execute(db.pool())
-            .await?;
+            let row = RenditionRow {
+                vod_id: stored.vod_id,
+                rendition,
+                codecs,
+                width: *width,
+                height: *height,
+                frame_rate_millis: *frame_rate_millis,
+            };
+            put_rendition(db.pool(), row).await
         }
         IndexRow::Segment {
             rendition,
@@ -274,25 +267,21 @@ async fn index(db: &Db, stored: &Stored) -> Result<(), sqlx::Error> {
             program_date_time_ms,
             discontinuity,
         } => {
-            sqlx::query(
-                "INSERT INTO vod_segments (vod_id, rendition, msn, init_id, start_ms, duration_ms, bytes, \
-                 program_date_time_ms, discontinuity, object_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(stored.vod_id)
-            .bind(rendition)
-            .bind(*msn)
-            .bind(*init_id)
-            .bind(*start_ms)
-            .bind(*duration_ms)
-            .bind(*bytes)
-            .bind(*program_date_time_ms)
-            .bind(i64::from(*discontinuity))
-            .bind(&stored.key)
-            .execute(db.pool())
-            .await?;
+            let row = SegmentRow {
+                vod_id: stored.vod_id,
+                rendition,
+                msn: *msn,
+                init_id: *init_id,
+                start_ms: *start_ms,
+                duration_ms: *duration_ms,
+                bytes: *bytes,
+                program_date_time_ms: *program_date_time_ms,
+                discontinuity: *discontinuity,
+                object_key: &stored.key,
+            };
+            put_segment(db.pool(), row).await
         }
     }
-    Ok(())
 }
 
 pub struct Recorder {
@@ -307,18 +296,16 @@ impl Recorder {
         if !state.config().recording.enabled {
             return None;
         }
-        let inserted = sqlx::query(
-            "INSERT INTO vods (channel_id, session_id, public_id, title, created_at) \
-             SELECT id, $1, $4, title, $2 FROM channels WHERE id = $3 AND record = 1 RETURNING id",
-        )
-        .bind(stream.session_id)
-        .bind(now_ms())
-        .bind(stream.channel_id.0)
-        .bind(crate::db::public_id())
-        .fetch_optional(state.db().pool())
-        .await
-        .and_then(|row| row.map(|row| row.try_get::<i64, _>("id")).transpose());
-        let vod_id = match inserted {
+        let opened = match crate::channels::find(state.db(), &stream.channel).await {
+            Ok(Some(channel)) if channel.record => {
+                crate::vod::index::open(state.db().pool(), channel.id, stream.session_id, &channel.title)
+                    .await
+                    .map(Some)
+            }
+            Ok(_) => Ok(None),
+            Err(error) => Err(error),
+        };
+        let vod_id = match opened {
             Ok(Some(id)) => id,
             Ok(None) => {
                 tracing::info!(channel = %stream.channel, "recording is off for this channel");
@@ -398,26 +385,7 @@ async fn write(archive: Archive, vod_id: i64, session_id: i64, mut items: mpsc::
     }
 }
 
-/// A VOD's length: the sum of its source rendition's indexed segments.
-const DURATION: &str =
-    "(SELECT COALESCE(SUM(s.duration_ms), 0) FROM vod_segments s WHERE s.vod_id = vods.id AND s.rendition = 'source')";
-
-/// Marks recordings ready with their source-rendition duration: one VOD, or (`None`) every one a
-/// crash left `recording`. Returns how many.
+/// Marks recordings ready: one VOD, or (`None`) every one a crash left `recording`.
 pub async fn finalize(db: &Db, vod_id: Option<i64>) -> Result<u64, sqlx::Error> {
-    let duration = DURATION;
-    let done = match vod_id {
-        Some(id) => {
-            let sql =
-                format!("UPDATE vods SET status = 'ready', finalized_at = $1, duration_ms = {duration} WHERE id = $2");
-            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms()).bind(id).execute(db.pool()).await?
-        }
-        None => {
-            let sql = format!(
-                "UPDATE vods SET status = 'ready', finalized_at = $1, duration_ms = {duration} WHERE status = 'recording'"
-            );
-            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms()).execute(db.pool()).await?
-        }
-    };
-    Ok(done.rows_affected())
+    crate::vod::index::finalize(db.pool(), vod_id).await
 }

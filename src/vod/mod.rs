@@ -4,6 +4,7 @@
 //! deletion with the stored objects.
 
 pub(crate) mod http;
+pub mod index;
 mod routes;
 
 use aether_vod::playlist::IndexedSegment;
@@ -88,7 +89,7 @@ impl Vod {
 macro_rules! vod_select {
     () => {
         "SELECT v.id AS row_id, v.public_id, v.channel_id, c.name AS channel, c.owner_id, v.session_id, v.title, \
-         v.status, v.visibility, v.duration_ms, v.created_at FROM vods v JOIN channels c ON c.id = v.channel_id"
+         v.status, v.visibility, v.duration_ms, v.created_at FROM vods v JOIN channel_names c ON c.id = v.channel_id"
     };
 }
 
