@@ -32,6 +32,7 @@ pub struct Config {
     pub recording: RecordingConfig,
     pub clips: ClipsConfig,
     pub jobs: crate::jobs::JobsConfig,
+    pub notifications: NotificationsConfig,
     pub log: LogConfig,
 }
 
@@ -105,6 +106,14 @@ pub struct ClipsConfig {
     pub max_seconds: u32,
     /// Clips cut at the same time (on this node); more wait in the job queue.
     pub workers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// A channel that goes live again within this many seconds of its previous broadcast's
+    /// start notifies nobody (a flapping connection is not news).
+    pub go_live_cooldown_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

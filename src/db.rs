@@ -113,6 +113,12 @@ fn sqlite_url(data_dir: &Path) -> Result<String, DbError> {
     Ok(format!("sqlite://{}?mode=rwc", file.display()))
 }
 
+/// `$first, $first+1, ...` (`count` of them): the placeholders of an `IN (...)` list or of a
+/// multi-row `VALUES`. (sqlx's `QueryBuilder` writes `?` for `Any`, which PostgreSQL refuses.)
+pub fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+}
+
 /// Milliseconds since the Unix epoch: the portable timestamp stored in every table.
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)

@@ -23,6 +23,9 @@ pub enum Event {
     StreamStarted { channel: String, session_id: i64 },
     #[serde(rename = "stream.ended")]
     StreamEnded { channel: String, session_id: i64 },
+    /// A user followed a channel for the first time (a follow after an unfollow is new again).
+    #[serde(rename = "user.followed")]
+    UserFollowed { follower: i64, channel_id: i64 },
 }
 
 impl Event {
@@ -30,6 +33,7 @@ impl Event {
         match self {
             Event::StreamStarted { .. } => "stream.started",
             Event::StreamEnded { .. } => "stream.ended",
+            Event::UserFollowed { .. } => "user.followed",
         }
     }
 
@@ -37,6 +41,7 @@ impl Event {
     fn key(&self) -> String {
         match self {
             Event::StreamStarted { session_id, .. } | Event::StreamEnded { session_id, .. } => session_id.to_string(),
+            Event::UserFollowed { follower, channel_id } => format!("{follower}:{channel_id}"),
         }
     }
 }

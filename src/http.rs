@@ -12,7 +12,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::{auth, channels, chat, clips, live, ops, telemetry, vod, web};
+use crate::{auth, channels, chat, clips, live, modules, ops, telemetry, vod, web};
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config().http.body_limit_bytes;
@@ -24,6 +24,8 @@ pub fn router(state: AppState) -> Router {
         .merge(live::router())
         .merge(vod::router())
         .merge(clips::router())
+        .merge(modules::profiles::router())
+        .merge(modules::notifications::router())
         .merge(web::router())
         .route("/setup", get(setup_page))
         .fallback(not_found)
@@ -53,6 +55,58 @@ impl Page {
         }
         Ok((limit, offset))
     }
+}
+
+/// `?limit=&cursor=` of a feed (CONTRACT.md, "Platform"): limit 1 to 100, default 20; the cursor
+/// is opaque to clients (here: the sort key of the last item, dot-separated, hex-encoded).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct ListQuery {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+impl ListQuery {
+    pub fn limit(&self) -> Result<i64, ApiError> {
+        match self.limit.unwrap_or(20) {
+            limit @ 1..=100 => Ok(limit),
+            _ => Err(ApiError::invalid("invalid_query", "limit is 1 to 100")),
+        }
+    }
+
+    /// The cursor's numbers (`None` on the first page), `N` of them.
+    pub fn cursor<const N: usize>(&self) -> Result<Option<[i64; N]>, ApiError> {
+        let Some(cursor) = &self.cursor else { return Ok(None) };
+        let bad = || ApiError::invalid("invalid_cursor", "the cursor is not one this server gave");
+        let text = hex::decode(cursor).ok().and_then(|bytes| String::from_utf8(bytes).ok()).ok_or_else(bad)?;
+        let numbers: Vec<i64> = text.split('.').map(str::parse).collect::<Result<_, _>>().map_err(|_| bad())?;
+        numbers.try_into().map(Some).map_err(|_| bad())
+    }
+}
+
+/// A page of a feed: `{"items":[...],"next_cursor":"..."|null}`.
+#[derive(Debug, serde::Serialize)]
+pub struct Listing<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Listing<T> {
+    /// `items` fetched with one extra row beyond `limit`: the extra one says there is a next
+    /// page, whose cursor `key` makes from the last item shown.
+    pub fn page<const N: usize>(mut items: Vec<T>, limit: i64, key: impl Fn(&T) -> [i64; N]) -> Listing<T> {
+        let more = items.len() as i64 > limit;
+        items.truncate(limit as usize);
+        let next_cursor = more.then(|| items.last().map(|last| encode_cursor(&key(last)))).flatten();
+        Listing { items, next_cursor }
+    }
+
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Listing<U> {
+        Listing { items: self.items.into_iter().map(f).collect(), next_cursor: self.next_cursor }
+    }
+}
+
+fn encode_cursor(numbers: &[i64]) -> String {
+    hex::encode(numbers.iter().map(i64::to_string).collect::<Vec<_>>().join("."))
 }
 
 async fn not_found() -> ApiError {

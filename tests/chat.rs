@@ -8,65 +8,9 @@ use aether::events::Event;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use sqlx::Row;
+use support::ws::Ws;
 use support::{Backend, TestApp};
 use tokio_tungstenite::tungstenite::Message;
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-struct Ws {
-    socket: Socket,
-}
-
-impl Ws {
-    async fn connect(app: &TestApp, token: Option<&str>) -> Ws {
-        let url = match token {
-            Some(token) => format!("ws://{}/ws?token={token}", app.addr),
-            None => format!("ws://{}/ws", app.addr),
-        };
-        let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("the upgrade succeeds");
-        Ws { socket }
-    }
-
-    async fn send(&mut self, frame: Value) {
-        self.socket.send(Message::text(frame.to_string())).await.unwrap();
-    }
-
-    async fn raw(&mut self, message: Message) {
-        self.socket.send(message).await.unwrap();
-    }
-
-    /// The next frame of `kind`, skipping others (presence, notices, ...).
-    async fn next(&mut self, kind: &str) -> Value {
-        loop {
-            let message = tokio::time::timeout(Duration::from_secs(5), self.socket.next())
-                .await
-                .unwrap_or_else(|_| panic!("no {kind} frame within 5 s"))
-                .expect("the socket is open")
-                .expect("a frame");
-            if let Message::Text(text) = message {
-                let value: Value = serde_json::from_str(&text).unwrap();
-                if value["type"] == kind {
-                    return value;
-                }
-            }
-        }
-    }
-
-    async fn join(&mut self, room: &str) -> Value {
-        self.send(json!({"type": "join", "room": room})).await;
-        self.next("joined").await
-    }
-
-    async fn say(&mut self, room: &str, text: &str) -> Value {
-        self.send(json!({"type": "send", "room": room, "text": text})).await;
-        loop {
-            let message = self.next("msg").await;
-            if message["text"] == text {
-                return message;
-            }
-        }
-    }
-}
 
 async fn chat_app(backend: Backend) -> Option<TestApp> {
     TestApp::spawn_with(backend, |config| {

@@ -146,6 +146,7 @@ async fn a_publisher_back_within_the_grace_continues_the_broadcast_and_another_k
             match event {
                 Event::StreamStarted { .. } => started += 1,
                 Event::StreamEnded { .. } => ended += 1,
+                _ => {}
             }
         }
         let done = ended == 3;

@@ -322,6 +322,8 @@ struct HubInner {
     presence: Arc<DashMap<String, usize>>,
     next_conn: AtomicU64,
     user_buckets: DashMap<i64, TokenBucket>,
+    /// The `@me` rooms: each signed-in user's connections that joined theirs.
+    personal: DashMap<i64, Vec<(ConnId, Arc<Control>)>>,
 }
 
 impl Hub {
@@ -370,6 +372,7 @@ impl Hub {
                 presence,
                 next_conn: AtomicU64::new(1),
                 user_buckets: DashMap::new(),
+                personal: DashMap::new(),
             }),
         }
     }
@@ -404,6 +407,45 @@ impl Hub {
     /// Tells a room that `user` became (or stopped being) a moderator.
     pub async fn set_moderator(&self, room: &str, user: &str, moderator: bool) {
         let command = Command::SetModerator { room: room.to_owned(), user: user.to_owned(), moderator };
+        self.command(room, command).await;
+    }
+
+    /// Adds a connection to its user's `@me` room.
+    pub(crate) fn join_personal(&self, user: i64, conn: ConnId, control: Arc<Control>) {
+        let mut members = self.inner.personal.entry(user).or_default();
+        if !members.iter().any(|(id, _)| *id == conn) {
+            members.push((conn, control));
+        }
+    }
+
+    pub(crate) fn leave_personal(&self, user: i64, conn: ConnId) {
+        let emptied = match self.inner.personal.get_mut(&user) {
+            Some(mut members) => {
+                members.retain(|(id, _)| *id != conn);
+                members.is_empty()
+            }
+            None => false,
+        };
+        if emptied {
+            self.inner.personal.remove_if(&user, |_, members| members.is_empty());
+        }
+    }
+
+    /// Sends one frame (a JSON object the server made: a notification, ...) to every connection
+    /// of `user` in its `@me` room on this node; returns how many got it. A connection whose
+    /// outbox is full is closed, as in any room.
+    pub fn to_user(&self, user: i64, frame: &[u8]) -> usize {
+        let Some(members) = self.inner.personal.get(&user) else { return 0 };
+        for (_, control) in members.iter() {
+            control.send_text(frame);
+        }
+        members.len()
+    }
+
+    /// Bans (or unbans) `user` from a loaded room without a notice: a ban the server made
+    /// outside chat, already stored by the caller.
+    pub async fn set_banned(&self, room: &str, user: &str, banned: bool) {
+        let command = Command::SetBanned { room: room.to_owned(), user: user.to_owned(), banned };
         self.command(room, command).await;
     }
 

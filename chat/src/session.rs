@@ -28,6 +28,9 @@ pub struct Session {
     window_start: Instant,
 }
 
+/// The room of the signed-in user's own messages from the server.
+pub const PERSONAL_ROOM: &str = "@me";
+
 /// Room names are channel names.
 fn valid_room(room: &str) -> bool {
     (3..=25).contains(&room.len()) && room.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
@@ -97,6 +100,15 @@ impl Session {
                 Ok(())
             }
             ClientFrame::Join { room, since } => self.join(room, since).await,
+            ClientFrame::Leave { room } if room == PERSONAL_ROOM => {
+                if let (true, Some(user)) = (self.rooms.remove(&room), &self.user) {
+                    self.hub.leave_personal(user.id, self.conn);
+                    self.say(protocol::left(&room));
+                    Ok(())
+                } else {
+                    self.refuse(ErrorCode::NotJoined, "not in that room")
+                }
+            }
             ClientFrame::Leave { room } => {
                 if self.rooms.remove(&room) {
                     self.hub.command(&room.clone(), Command::Leave { room, conn: self.conn, reply: true }).await;
@@ -136,6 +148,9 @@ impl Session {
     }
 
     async fn join(&mut self, room: String, since: Option<String>) -> Result<(), CloseReason> {
+        if room == PERSONAL_ROOM {
+            return self.join_personal();
+        }
         if !valid_room(&room) {
             return self.refuse(ErrorCode::NotFound, "no such room");
         }
@@ -154,10 +169,29 @@ impl Session {
         Ok(())
     }
 
+    /// `@me`: the signed-in user's own room, where the server sends what is for them alone
+    /// (notifications). Nobody joins another user's: the room is whoever this connection is.
+    fn join_personal(&mut self) -> Result<(), CloseReason> {
+        let Some(user) = self.user.clone() else {
+            return self.refuse(ErrorCode::Unauthorized, "sign in to get your notifications");
+        };
+        if !self.rooms.contains(PERSONAL_ROOM) && self.rooms.len() >= self.hub.config().max_rooms_per_connection {
+            let limit = self.hub.config().max_rooms_per_connection;
+            return self.refuse(ErrorCode::TooManyRooms, &format!("at most {limit} rooms per connection"));
+        }
+        self.rooms.insert(PERSONAL_ROOM.to_owned());
+        self.hub.join_personal(user.id, self.conn, self.control.clone());
+        self.say(protocol::joined(PERSONAL_ROOM, &[], 1, None, None));
+        Ok(())
+    }
+
     async fn send(&mut self, room: String, text: String, nonce: Option<String>) -> Result<(), CloseReason> {
         let Some(user) = self.user.clone() else {
             return self.refuse(ErrorCode::Unauthorized, "sign in to chat");
         };
+        if room == PERSONAL_ROOM {
+            return self.refuse(ErrorCode::BadRequest, "@me is for the server's messages to you");
+        }
         if !self.rooms.contains(&room) {
             return self.refuse(ErrorCode::NotJoined, "join the room first");
         }
@@ -184,6 +218,9 @@ impl Session {
         let Some(actor) = self.user.clone() else {
             return self.refuse(ErrorCode::Unauthorized, "sign in to moderate");
         };
+        if room == PERSONAL_ROOM {
+            return self.refuse(ErrorCode::BadRequest, "nothing to moderate in @me");
+        }
         if !self.rooms.contains(&room) {
             return self.refuse(ErrorCode::NotJoined, "join the room first");
         }
@@ -196,6 +233,11 @@ impl Session {
 
     /// Leaves every room; call when the connection ends.
     pub async fn close(mut self) {
+        if self.rooms.remove(PERSONAL_ROOM)
+            && let Some(user) = &self.user
+        {
+            self.hub.leave_personal(user.id, self.conn);
+        }
         for room in std::mem::take(&mut self.rooms) {
             self.hub.command(&room.clone(), Command::Leave { room, conn: self.conn, reply: false }).await;
         }

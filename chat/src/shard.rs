@@ -66,6 +66,12 @@ pub enum Command {
         user: String,
         moderator: bool,
     },
+    /// A ban the server made outside chat (the owner blocked the user): silent, this node.
+    SetBanned {
+        room: String,
+        user: String,
+        banned: bool,
+    },
     Loaded {
         room: String,
         seed: Result<Option<RoomSeed>, String>,
@@ -99,6 +105,7 @@ impl Command {
             | Command::Moderate { room, .. }
             | Command::Notice { room, .. }
             | Command::SetModerator { room, .. }
+            | Command::SetBanned { room, .. }
             | Command::Loaded { room, .. }
             | Command::Delivered { message: PendingMessage { room, .. }, .. }
             | Command::Remote { room, .. }
@@ -449,6 +456,14 @@ impl Room {
             Command::SetModerator { user, moderator, .. } => {
                 self.set_moderator(user.clone(), moderator);
                 self.publish(bridge, RemoteEvent::Moderator { user, moderator });
+            }
+            Command::SetBanned { user, banned, .. } => {
+                self.timeouts.remove(&user);
+                if banned {
+                    self.banned.insert(user);
+                } else {
+                    self.banned.remove(&user);
+                }
             }
             Command::Remote { event, id, .. } => self.remote(event, id),
             Command::RemotePresence { count, users, .. } => self.remote_presence = (count, users),

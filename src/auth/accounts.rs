@@ -124,6 +124,30 @@ pub async fn find_by_username(db: &Db, username: &str) -> Result<Option<User>, s
     row.map(|row| user_from_row(&row)).transpose()
 }
 
+pub async fn find_by_id(db: &Db, id: UserId) -> Result<Option<User>, sqlx::Error> {
+    let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
+    let row = sqlx::query(sql).bind(id.0).fetch_optional(db.pool()).await?;
+    row.map(|row| user_from_row(&row)).transpose()
+}
+
+/// The users among `ids` (any order; missing ids are left out). For a page of ids: merge the
+/// result in memory.
+pub async fn find_by_ids(db: &Db, ids: &[UserId]) -> Result<Vec<User>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        concat!("SELECT ", user_columns!(), " FROM users WHERE id IN ({})"),
+        crate::db::placeholders(1, ids.len())
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for id in ids {
+        query = query.bind(id.0);
+    }
+    let rows = query.fetch_all(db.pool()).await?;
+    rows.iter().map(user_from_row).collect()
+}
+
 pub async fn count(db: &Db) -> Result<i64, sqlx::Error> {
     sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(db.pool()).await?.try_get("n")
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-pub use routes::router;
+pub use routes::{ChannelView, router, view as public_view};
 
 use crate::auth::UserId;
 use crate::db::{Db, is_unique_violation_on, now_ms};

@@ -22,7 +22,7 @@ pub fn router() -> Router<AppState> {
 
 /// The public view of a channel.
 #[derive(Debug, Serialize)]
-struct ChannelView {
+pub struct ChannelView {
     name: String,
     title: String,
     category: String,
@@ -66,7 +66,7 @@ struct StreamWarning {
     message: String,
 }
 
-fn view(state: &AppState, channel: Channel) -> ChannelView {
+pub fn view(state: &AppState, channel: Channel) -> ChannelView {
     let live = state.live().status(&channel.name);
     let segment_seconds = state.config().hls.segment_seconds;
     let stream = live.map(|live| StreamView {

@@ -105,6 +105,36 @@ async fn record(db: Db, record: ModerationRecord) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
+/// Stores a ban the server made outside chat (the channel's owner blocked `user`).
+pub(super) async fn store_ban(db: &Db, channel: i64, actor: i64, user: i64, detail: &str) -> Result<(), sqlx::Error> {
+    let mut tx = db.write().await?;
+    let now = crate::db::now_ms();
+    let new = sqlx::query(
+        "INSERT INTO channel_bans (channel_id, user_id, banned_by, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (channel_id, user_id) DO NOTHING",
+    )
+    .bind(channel)
+    .bind(user)
+    .bind(actor)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if new.rows_affected() == 1 {
+        sqlx::query(
+            "INSERT INTO moderation_log (channel_id, actor_id, action, target, detail, created_at) \
+             SELECT $1, $2, 'ban', username, $4, $5 FROM user_names WHERE id = $3",
+        )
+        .bind(channel)
+        .bind(actor)
+        .bind(user)
+        .bind(detail)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}
+
 impl Directory for ChatDirectory {
     fn load_room(&self, room: String) -> BoxFuture<Result<Option<RoomSeed>, String>> {
         let db = self.db.clone();

@@ -350,6 +350,22 @@ async fn handle(decoder: &mut Decoder, data: &[u8], session: &mut Session, contr
     Reading::Go
 }
 
+/// Bans `user` from `channel`'s chat on its owner's behalf (the owner blocked them): stored, and
+/// applied to the room if it is loaded here, without a notice in the room.
+pub async fn ban_by_owner(
+    state: &AppState,
+    channel: &crate::channels::Channel,
+    owner: &crate::auth::User,
+    user: &crate::auth::User,
+) {
+    let stored = directory::store_ban(state.db(), channel.id.0, owner.id.0, user.id.0, "blocked by the owner").await;
+    if let Err(error) = stored {
+        tracing::warn!(%error, channel = %channel.name, "storing a ban for a block failed");
+        return;
+    }
+    state.hub().set_banned(&channel.name, &user.username, true).await;
+}
+
 /// Turns `stream.started` / `stream.ended` into notices in the channel's room.
 pub async fn relay_stream_events(state: AppState, shutdown: CancellationToken) {
     let mut events = state.bus().subscribe();
@@ -361,6 +377,7 @@ pub async fn relay_stream_events(state: AppState, shutdown: CancellationToken) {
         match event {
             Ok(Event::StreamStarted { channel, .. }) => state.hub().notice(&channel, "the stream started").await,
             Ok(Event::StreamEnded { channel, .. }) => state.hub().notice(&channel, "the stream ended").await,
+            Ok(_) => {}
             Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
                 tracing::warn!(missed, "chat missed stream events");
             }

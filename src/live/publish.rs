@@ -24,7 +24,7 @@ use super::{LiveStream, Opened};
 use crate::app::AppState;
 use crate::channels::keys::{self, StreamKey};
 use crate::db::{Db, now_ms};
-use crate::events::Event;
+use crate::events::{self, Event};
 
 /// Source events held for the ladder while it waits for the source's bitrate: a second and
 /// more of audio and video.
@@ -77,11 +77,14 @@ impl PublishAuthority for LivePublishers {
             wait_until_offline(state, &channel).await.map_err(|()| Refusal::AlreadyLive)?;
         }
         let started_at = now_ms();
+        // The session row and the durable `stream.started` (go-live notifications, ...) commit
+        // together, and only once this broadcast holds the channel in the registry.
+        let mut tx = state.db().write().await.map_err(unavailable)?;
         let session_id: i64 =
             sqlx::query("INSERT INTO stream_sessions (channel_id, started_at) VALUES ($1, $2) RETURNING id")
                 .bind(channel_id.0)
                 .bind(started_at)
-                .fetch_one(state.db().pool())
+                .fetch_one(&mut *tx)
                 .await
                 .and_then(|row| row.try_get("id"))
                 .map_err(unavailable)?;
@@ -91,14 +94,23 @@ impl PublishAuthority for LivePublishers {
             state.config().hls.packager(),
         ));
         if state.live().insert(stream.clone()).is_err() {
-            // Another publisher of the same channel won the race.
-            end_session(state.db(), session_id).await;
+            // Another publisher of the same channel won the race; the transaction rolls back.
             return Err(Refusal::AlreadyLive);
         }
+        let started = Event::StreamStarted { channel: channel.clone(), session_id };
+        let committed = match events::publish(&mut tx, &started).await {
+            Ok(()) => tx.commit().await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = committed {
+            state.live().remove(&stream);
+            return Err(unavailable(error));
+        }
+        state.jobs().wake();
         let (events, receiver) = mpsc::channel(EVENT_QUEUE);
         state.tasks().spawn(package(state.clone(), stream, receiver, handed));
         metrics::gauge!("aether_live_streams").set(state.live().len() as f64);
-        state.bus().publish(Event::StreamStarted { channel: channel.clone(), session_id });
+        state.bus().publish(started);
         tracing::info!(%channel, session_id, "stream started");
         Ok(Publication { name: channel, events })
     }

@@ -3,6 +3,8 @@
 //! `rules.rs`: every table has one owner, a module's SQL names only its own tables (and the views
 //! it declares it reads), and imports go down the levels.
 
+pub mod notifications;
+pub mod profiles;
 #[cfg(test)]
 mod rules;
 
@@ -60,14 +62,31 @@ pub const MODULES: &[Module] = &[
         views: &[],
         reads: &["user_names", "channel_names", "vod_public_ids"],
     },
+    Module {
+        name: "profiles",
+        dir: "modules/profiles",
+        level: 1,
+        tables: &["follows", "blocks"],
+        views: &[],
+        reads: &[],
+    },
+    Module {
+        name: "notifications",
+        dir: "modules/notifications",
+        level: 3,
+        tables: &["notifications", "notification_prefs", "go_live_fanouts"],
+        views: &[],
+        reads: &[],
+    },
 ];
 
 /// Every job kind, for the runner to find a row's handler by name.
-pub const KINDS: &[&Kind] = &[&crate::clips::MAKE];
+pub const KINDS: &[&Kind] = &[&crate::clips::MAKE, &notifications::GO_LIVE, &notifications::NEW_FOLLOWER];
 
 /// Who subscribes to which durable event: one job of the kind per event, in the publisher's
 /// transaction.
-pub const SUBSCRIPTIONS: &[(EventName, &Kind)] = &[];
+pub const SUBSCRIPTIONS: &[(EventName, &Kind)] =
+    &[("stream.started", &notifications::GO_LIVE), ("user.followed", &notifications::NEW_FOLLOWER)];
 
 pub fn job_kind(name: &str) -> Option<&'static Kind> {
     KINDS.iter().copied().find(|kind| kind.name == name)

@@ -6,6 +6,7 @@
 pub mod flv;
 pub mod process;
 pub mod s3;
+pub mod ws;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -111,6 +112,10 @@ impl TestApp {
     }
 
     pub async fn start(storage: Storage, config: Config) -> TestApp {
+        // AETHER_TEST_LOG=warn (a tracing filter) shows the server's log in a test's output.
+        if let Ok(filter) = std::env::var("AETHER_TEST_LOG") {
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        }
         let app = App::build(config).await.expect("the app builds");
         let shutdown = CancellationToken::new();
         let (addr, rtmp_addr, state, setup_url) =

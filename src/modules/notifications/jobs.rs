@@ -1,0 +1,112 @@
+//! The notifications module's event subscribers.
+//!
+//! `notifications.go_live` (on `stream.started`): every follower who wants it gets a go-live
+//! notification. The followers are read in batches by user id, each batch in its own short
+//! transaction that also records how far the fan-out got (`go_live_fanouts.cursor`), so that a
+//! channel with 100,000 followers is never held in memory, never holds the database for long,
+//! and a crash resumes where it stopped. Debounced: a broadcast that starts within
+//! `notifications.go_live_cooldown_seconds` of the channel's previous one notifies nobody (a
+//! reconnect within the live reconnect grace is the same broadcast and publishes nothing).
+//!
+//! `notifications.new_follower` (on `user.followed`): the channel's owner is told.
+
+use serde_json::json;
+
+use super::{NotificationKind, push, store};
+use crate::app::AppState;
+use crate::auth::UserId;
+use crate::channels::{self, ChannelId};
+use crate::db::now_ms;
+use crate::events::Event;
+use crate::jobs::{ClaimedJob, JobError, Kind, Queue};
+use crate::modules::profiles;
+
+/// Followers per fan-out batch (one transaction each).
+const BATCH: i64 = 1000;
+
+pub const GO_LIVE: Kind = Kind {
+    name: "notifications.go_live",
+    queue: Queue::Default,
+    max_attempts: 12,
+    run: |state, job| Box::pin(go_live(state, job)),
+};
+
+pub const NEW_FOLLOWER: Kind = Kind {
+    name: "notifications.new_follower",
+    queue: Queue::Default,
+    max_attempts: 12,
+    run: |state, job| Box::pin(new_follower(state, job)),
+};
+
+async fn go_live(state: AppState, job: ClaimedJob) -> Result<(), JobError> {
+    let Event::StreamStarted { channel, session_id } = job.payload()? else {
+        return Err(JobError::Fail("not a stream.started event".into()));
+    };
+    let Some(channel) = channels::find(state.db(), &channel).await? else { return Ok(()) };
+    let cooldown_ms = state.config().notifications.go_live_cooldown_seconds as i64 * 1000;
+    let mut tx = state.db().write().await?;
+    let previous = store::previous_fanout(&mut tx, channel.id, session_id).await?;
+    let fanout = store::open_fanout(&mut tx, channel.id, session_id, now_ms()).await?;
+    tx.commit().await?;
+    if fanout.done_at.is_some() {
+        return Ok(());
+    }
+    if let Some(previous) = previous
+        && fanout.started_at - previous.started_at < cooldown_ms
+    {
+        tracing::info!(channel = %channel.name, session_id, "went live again within the cooldown: no go-live notifications");
+        let mut conn = state.db().pool().acquire().await?;
+        store::finish_fanout(&mut conn, session_id, now_ms()).await?;
+        return Ok(());
+    }
+    let data = json!({ "channel": channel.name, "title": channel.title });
+    let dedup = format!("go_live:{session_id}");
+    let started = std::time::Instant::now();
+    let (mut cursor, mut total) = (fanout.cursor, 0usize);
+    loop {
+        let mut tx = state.db().write().await?;
+        let batch = profiles::followers_after(&mut tx, channel.id, UserId(cursor), BATCH).await?;
+        let Some(last) = batch.last().map(|follow| follow.user.0) else {
+            store::finish_fanout(&mut tx, session_id, now_ms()).await?;
+            tx.commit().await?;
+            break;
+        };
+        let hearers: Vec<UserId> =
+            batch.iter().filter(|follow| follow.notify.hears_go_live()).map(|follow| follow.user).collect();
+        let prefs = super::prefs_for(&mut tx, &hearers, NotificationKind::GoLive).await?;
+        let in_app: Vec<UserId> = hearers.iter().copied().filter(|user| prefs[user].in_app).collect();
+        let made = store::insert_many(&mut tx, &in_app, NotificationKind::GoLive, &data, &dedup, now_ms()).await?;
+        let skipped = (batch.len() - made.len()) as i64;
+        store::advance_fanout(&mut tx, session_id, last, made.len() as i64, skipped).await?;
+        tx.commit().await?;
+        total += made.len();
+        push(&state, &made);
+        cursor = last;
+    }
+    metrics::counter!("aether_notifications_total", "kind" => "go_live").increment(total as u64);
+    tracing::info!(channel = %channel.name, session_id, notified = total,
+        took_ms = started.elapsed().as_millis() as u64, "go-live notifications sent");
+    Ok(())
+}
+
+async fn new_follower(state: AppState, job: ClaimedJob) -> Result<(), JobError> {
+    let Event::UserFollowed { follower, channel_id } = job.payload()? else {
+        return Err(JobError::Fail("not a user.followed event".into()));
+    };
+    let Some(channel) = channels::list_by_ids(state.db(), &[ChannelId(channel_id)]).await?.pop() else { return Ok(()) };
+    let Some(follower) = crate::auth::accounts::find_by_id(state.db(), UserId(follower)).await? else { return Ok(()) };
+    let owner = channel.owner_id;
+    let mut tx = state.db().write().await?;
+    let prefs = super::prefs_for(&mut tx, &[owner], NotificationKind::NewFollower).await?;
+    let made = if prefs[&owner].in_app {
+        let data = json!({ "follower": follower.username, "channel": channel.name });
+        let dedup = format!("follow:{}:{}", follower.id.0, channel.id.0);
+        store::insert_many(&mut tx, &[owner], NotificationKind::NewFollower, &data, &dedup, now_ms()).await?
+    } else {
+        Vec::new()
+    };
+    tx.commit().await?;
+    metrics::counter!("aether_notifications_total", "kind" => "new_follower").increment(made.len() as u64);
+    push(&state, &made);
+    Ok(())
+}

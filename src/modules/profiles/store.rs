@@ -1,0 +1,212 @@
+//! Every SQL statement on the profiles module's tables: follows and blocks.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::{Follow, FollowLevel};
+use crate::auth::UserId;
+use crate::channels::ChannelId;
+use crate::db::placeholders;
+
+fn follow_from_row(row: &AnyRow) -> Result<Follow, sqlx::Error> {
+    let notify: String = row.try_get("notify")?;
+    Ok(Follow {
+        user: UserId(row.try_get("user_id")?),
+        channel: ChannelId(row.try_get("channel_id")?),
+        notify: FollowLevel::parse(&notify).ok_or_else(|| sqlx::Error::Decode("unknown follow level".into()))?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// True when the follow is new.
+pub(super) async fn insert_follow(
+    conn: &mut AnyConnection,
+    user: UserId,
+    channel: ChannelId,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO follows (user_id, channel_id, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (user_id, channel_id) DO NOTHING",
+    )
+    .bind(user.0)
+    .bind(channel.0)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn delete_follow(
+    conn: &mut AnyConnection,
+    user: UserId,
+    channel: ChannelId,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM follows WHERE user_id = $1 AND channel_id = $2")
+        .bind(user.0)
+        .bind(channel.0)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn set_level(
+    conn: &mut AnyConnection,
+    user: UserId,
+    channel: ChannelId,
+    level: FollowLevel,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE follows SET notify = $3 WHERE user_id = $1 AND channel_id = $2")
+        .bind(user.0)
+        .bind(channel.0)
+        .bind(level.as_str())
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn find_follow(
+    conn: &mut AnyConnection,
+    user: UserId,
+    channel: ChannelId,
+) -> Result<Option<Follow>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT user_id, channel_id, notify, created_at FROM follows WHERE user_id = $1 AND channel_id = $2",
+    )
+    .bind(user.0)
+    .bind(channel.0)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(follow_from_row).transpose()
+}
+
+pub(super) async fn count_followers(conn: &mut AnyConnection, channel: ChannelId) -> Result<i64, sqlx::Error> {
+    sqlx::query("SELECT COUNT(*) AS n FROM follows WHERE channel_id = $1")
+        .bind(channel.0)
+        .fetch_one(conn)
+        .await?
+        .try_get("n")
+}
+
+/// A channel's followers, newest first, after the cursor (created_at, user_id).
+pub(super) async fn followers_page(
+    conn: &mut AnyConnection,
+    channel: ChannelId,
+    after: Option<[i64; 2]>,
+    limit: i64,
+) -> Result<Vec<Follow>, sqlx::Error> {
+    let [at, id] = after.unwrap_or([i64::MAX, i64::MAX]);
+    let rows = sqlx::query(
+        "SELECT user_id, channel_id, notify, created_at FROM follows WHERE channel_id = $1 \
+         AND (created_at < $2 OR (created_at = $2 AND user_id < $3)) ORDER BY created_at DESC, user_id DESC LIMIT $4",
+    )
+    .bind(channel.0)
+    .bind(at)
+    .bind(id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(follow_from_row).collect()
+}
+
+/// The channels a user follows, newest first, after the cursor (created_at, channel_id).
+pub(super) async fn following_page(
+    conn: &mut AnyConnection,
+    user: UserId,
+    after: Option<[i64; 2]>,
+    limit: i64,
+) -> Result<Vec<Follow>, sqlx::Error> {
+    let [at, id] = after.unwrap_or([i64::MAX, i64::MAX]);
+    let rows = sqlx::query(
+        "SELECT user_id, channel_id, notify, created_at FROM follows WHERE user_id = $1 \
+         AND (created_at < $2 OR (created_at = $2 AND channel_id < $3)) ORDER BY created_at DESC, channel_id DESC LIMIT $4",
+    )
+    .bind(user.0)
+    .bind(at)
+    .bind(id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(follow_from_row).collect()
+}
+
+/// Up to `limit` followers with a user id above `after`, by user id: the fan-out's batches.
+pub(super) async fn followers_after(
+    conn: &mut AnyConnection,
+    channel: ChannelId,
+    after: UserId,
+    limit: i64,
+) -> Result<Vec<Follow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT user_id, channel_id, notify, created_at FROM follows WHERE channel_id = $1 AND user_id > $2 \
+         ORDER BY user_id LIMIT $3",
+    )
+    .bind(channel.0)
+    .bind(after.0)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(follow_from_row).collect()
+}
+
+/// Removes `user`'s follows of any of `channels`.
+pub(super) async fn delete_follows_of(
+    conn: &mut AnyConnection,
+    user: UserId,
+    channels: &[ChannelId],
+) -> Result<u64, sqlx::Error> {
+    if channels.is_empty() {
+        return Ok(0);
+    }
+    let sql = format!("DELETE FROM follows WHERE user_id = $1 AND channel_id IN ({})", placeholders(2, channels.len()));
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user.0);
+    for channel in channels {
+        query = query.bind(channel.0);
+    }
+    Ok(query.execute(conn).await?.rows_affected())
+}
+
+pub(super) async fn insert_block(
+    conn: &mut AnyConnection,
+    user: UserId,
+    blocked: UserId,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO blocks (user_id, blocked_id, created_at) VALUES ($1, $2, $3) ON CONFLICT (user_id, blocked_id) DO NOTHING",
+    )
+    .bind(user.0)
+    .bind(blocked.0)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn delete_block(conn: &mut AnyConnection, user: UserId, blocked: UserId) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM blocks WHERE user_id = $1 AND blocked_id = $2")
+        .bind(user.0)
+        .bind(blocked.0)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn is_blocked(conn: &mut AnyConnection, user: UserId, blocked: UserId) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query("SELECT 1 AS found FROM blocks WHERE user_id = $1 AND blocked_id = $2")
+        .bind(user.0)
+        .bind(blocked.0)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Who `user` blocked, newest first: (blocked id, since).
+pub(super) async fn blocked_by(conn: &mut AnyConnection, user: UserId) -> Result<Vec<(UserId, i64)>, sqlx::Error> {
+    let rows =
+        sqlx::query("SELECT blocked_id, created_at FROM blocks WHERE user_id = $1 ORDER BY created_at DESC LIMIT 1000")
+            .bind(user.0)
+            .fetch_all(conn)
+            .await?;
+    rows.iter().map(|row| Ok((UserId(row.try_get("blocked_id")?), row.try_get("created_at")?))).collect()
+}
