@@ -14,7 +14,7 @@ run_packages=(ca-certificates pkg-config
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav)
 # Chromium drives the web UI's browser tests (playwright-core uses this build, never its own).
-test_packages=(postgresql ffmpeg redis-server chromium)
+test_packages=(postgresql ffmpeg redis-server chromium python3-aiosmtpd)
 bench_packages=(nginx libnginx-mod-rtmp)
 
 packages=("${run_packages[@]}")

@@ -40,8 +40,11 @@ struct Inner {
     storage: aether_vod::Storage,
     archive: crate::live::record::Archive,
     jobs: crate::jobs::Jobs,
+    mail: crate::email::Transport,
     /// GStreamer and the ladder's elements are present.
     transcoding: bool,
+    /// Where browsers reach this server: `http.public_url`, or the HTTP listener's address.
+    public_url: String,
     /// The port RTMP ingest listens on (the configured one, or the one picked for port 0).
     rtmp_port: u16,
     chat_connections: Arc<ConnectionCounts>,
@@ -91,12 +94,21 @@ impl AppState {
         self.inner.transcoding
     }
 
+    /// The absolute base URL of links this server sends (emails), without a trailing slash.
+    pub fn public_url(&self) -> &str {
+        &self.inner.public_url
+    }
+
     pub fn rtmp_port(&self) -> u16 {
         self.inner.rtmp_port
     }
 
     pub fn jobs(&self) -> &crate::jobs::Jobs {
         &self.inner.jobs
+    }
+
+    pub fn mail_transport(&self) -> &crate::email::Transport {
+        &self.inner.mail
     }
 
     pub fn chat_connections(&self) -> &Arc<ConnectionCounts> {
@@ -174,8 +186,17 @@ impl App {
             storage,
             archive,
             jobs: crate::jobs::Jobs::default(),
+            mail: crate::email::Transport::default(),
             transcoding,
             rtmp_port: rtmp.local_addr().context("the RTMP listener's address")?.port(),
+            public_url: match &config.http.public_url {
+                Some(url) => url.trim_end_matches('/').to_owned(),
+                None => {
+                    let addr = http.local_addr().context("the HTTP listener's address")?;
+                    let host = if addr.ip().is_unspecified() { "localhost".to_owned() } else { addr.ip().to_string() };
+                    format!("http://{host}:{}", addr.port())
+                }
+            },
             hub,
             chat_connections: Arc::default(),
             stopping,
@@ -205,14 +226,7 @@ impl App {
     /// The first-run admin setup URL, while the database has no users.
     pub fn setup_url(&self) -> Option<String> {
         let token = self.state.setup_token().clone()?;
-        let base = match &self.state.config().http.public_url {
-            Some(url) => url.trim_end_matches('/').to_owned(),
-            None => {
-                let addr = self.http_addr();
-                let host = if addr.ip().is_unspecified() { "localhost".to_owned() } else { addr.ip().to_string() };
-                format!("http://{host}:{}", addr.port())
-            }
-        };
+        let base = self.state.public_url();
         Some(format!("{base}/setup?token={token}"))
     }
 

@@ -33,6 +33,7 @@ pub struct Config {
     pub clips: ClipsConfig,
     pub jobs: crate::jobs::JobsConfig,
     pub notifications: NotificationsConfig,
+    pub email: crate::email::EmailConfig,
     pub log: LogConfig,
 }
 
@@ -200,6 +201,7 @@ impl Config {
             return invalid("clips.workers must be at least 1");
         }
         self.jobs.validate().map_err(ConfigError::Value)?;
+        self.email.validate().map_err(ConfigError::Value)?;
         self.hls.validate().map_err(ConfigError::Value)?;
         if self.live.reconnect_grace_seconds > 600 {
             return Err(ConfigError::Value("live.reconnect_grace_seconds must be 0 to 600".into()));

@@ -9,6 +9,7 @@ pub mod chat;
 pub mod clips;
 pub mod config;
 pub mod db;
+pub mod email;
 pub mod error;
 pub mod events;
 pub mod http;

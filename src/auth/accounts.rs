@@ -29,10 +29,23 @@ impl NewAccount {
                 "username must be 3 to 25 letters, digits or underscores",
             ));
         }
+        let email = Self::check_email(email)?;
+        Self::check_password(&password)?;
+        Ok(NewAccount { username, email, password, role })
+    }
+}
+
+impl NewAccount {
+    /// The address, lowercased, if it is plausible.
+    pub fn check_email(email: &str) -> Result<String, ApiError> {
         let email = email.trim().to_ascii_lowercase();
         if !plausible_email(&email) {
             return Err(ApiError::invalid("invalid_email", "email address is not valid"));
         }
+        Ok(email)
+    }
+
+    pub fn check_password(password: &str) -> Result<(), ApiError> {
         if password.chars().count() < PASSWORD_MIN_CHARS || password.len() > PASSWORD_MAX_BYTES {
             return Err(ApiError::invalid(
                 "weak_password",
@@ -41,7 +54,7 @@ impl NewAccount {
                 ),
             ));
         }
-        Ok(NewAccount { username, email, password, role })
+        Ok(())
     }
 }
 
@@ -77,6 +90,7 @@ pub async fn create(db: &Db, account: NewAccount) -> Result<User, ApiError> {
             email: account.email,
             role: account.role,
             created_at,
+            email_verified_at: None,
         }),
         Err(e) if is_unique_violation_on(&e, "username") => {
             Err(ApiError::conflict("username_taken", "that username is already taken"))
@@ -91,7 +105,7 @@ pub async fn create(db: &Db, account: NewAccount) -> Result<User, ApiError> {
 /// The columns `user_from_row` reads, as a literal so that queries stay `&'static str`.
 macro_rules! user_columns {
     () => {
-        "id, username, email, role, created_at"
+        "id, username, email, role, created_at, email_verified_at"
     };
 }
 
@@ -103,6 +117,7 @@ pub fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
         email: row.try_get("email")?,
         role: Role::parse(&role).ok_or_else(|| sqlx::Error::Decode(format!("unknown role {role:?}").into()))?,
         created_at: row.try_get("created_at")?,
+        email_verified_at: row.try_get("email_verified_at")?,
     })
 }
 
@@ -146,6 +161,31 @@ pub async fn find_by_ids(db: &Db, ids: &[UserId]) -> Result<Vec<User>, sqlx::Err
     }
     let rows = query.fetch_all(db.pool()).await?;
     rows.iter().map(user_from_row).collect()
+}
+
+pub async fn set_password(conn: &mut sqlx::AnyConnection, user: UserId, hash: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2").bind(hash).bind(user.0).execute(conn).await?;
+    Ok(())
+}
+
+pub async fn mark_email_verified(conn: &mut sqlx::AnyConnection, user: UserId, at: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET email_verified_at = $1 WHERE id = $2 AND email_verified_at IS NULL")
+        .bind(at)
+        .bind(user.0)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Switches to a proven address (a unique violation when another account took it meanwhile).
+pub async fn set_email(conn: &mut sqlx::AnyConnection, user: UserId, email: &str, at: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET email = $1, email_verified_at = $2 WHERE id = $3")
+        .bind(email)
+        .bind(at)
+        .bind(user.0)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 pub async fn count(db: &Db) -> Result<i64, sqlx::Error> {

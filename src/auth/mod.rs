@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod password;
+pub mod recovery;
 mod routes;
 pub mod session;
 pub mod throttle;
@@ -55,6 +56,8 @@ pub struct User {
     pub email: String,
     pub role: Role,
     pub created_at: i64,
+    /// When the user proved the address is theirs (the link in the verification email).
+    pub email_verified_at: Option<i64>,
 }
 
 impl User {

@@ -24,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/me", get(me))
         .route("/api/v1/setup", post(setup))
+        .merge(super::recovery::router())
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +73,10 @@ async fn signup(
     let account = NewAccount::validate(&body.username, &body.email, body.password, Role::User)?;
     let user = accounts::create(state.db(), account).await?;
     tracing::info!(user = %user.username, "account created");
+    if let Err(error) = super::recovery::send_verification(&state, &user).await {
+        // The account stands; the user can ask for the link again from the settings.
+        tracing::warn!(%error, user = %user.username, "queueing the verification email failed");
+    }
     start_session(&state, user, StatusCode::CREATED).await
 }
 

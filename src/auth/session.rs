@@ -76,7 +76,7 @@ pub async fn create(db: &Db, user: UserId, ttl_hours: u32) -> Result<SessionToke
 /// The user of a live (unexpired) session.
 pub async fn user_of(db: &Db, token: &SessionToken) -> Result<Option<User>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT u.id, u.username, u.email, u.role, u.created_at FROM sessions s \
+        "SELECT u.id, u.username, u.email, u.role, u.created_at, u.email_verified_at FROM sessions s \
          JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2",
     )
     .bind(token.hash())
@@ -88,6 +88,26 @@ pub async fn user_of(db: &Db, token: &SessionToken) -> Result<Option<User>, sqlx
 
 pub async fn delete(db: &Db, token: &SessionToken) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token.hash()).execute(db.pool()).await?;
+    Ok(())
+}
+
+/// Ends every session of `user` (a password reset).
+pub async fn delete_all(conn: &mut sqlx::AnyConnection, user: UserId) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user.0).execute(conn).await?;
+    Ok(())
+}
+
+/// Ends every session of `user` but `keep` (a password change).
+pub async fn delete_all_but(
+    conn: &mut sqlx::AnyConnection,
+    user: UserId,
+    keep: &SessionToken,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+        .bind(user.0)
+        .bind(keep.hash())
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

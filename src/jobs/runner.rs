@@ -28,7 +28,7 @@ pub async fn run(state: AppState, stop: CancellationToken) {
         let workers = match queue {
             Queue::Default => state.config().jobs.workers,
             Queue::Clips => state.config().clips.workers,
-            Queue::Email => 2,
+            Queue::Email => state.config().email.workers,
         };
         tracker.spawn(claimer(state.clone(), queue, workers, stop.clone()));
     }

@@ -28,7 +28,15 @@ pub struct Module {
 
 pub const MODULES: &[Module] = &[
     Module { name: "jobs", dir: "jobs", level: 0, tables: &["jobs"], views: &[], reads: &[] },
-    Module { name: "auth", dir: "auth", level: 0, tables: &["users", "sessions"], views: &["user_names"], reads: &[] },
+    Module { name: "email", dir: "email", level: 0, tables: &[], views: &[], reads: &[] },
+    Module {
+        name: "auth",
+        dir: "auth",
+        level: 0,
+        tables: &["users", "sessions", "auth_tokens"],
+        views: &["user_names"],
+        reads: &[],
+    },
     Module {
         name: "channels",
         dir: "channels",
@@ -81,7 +89,8 @@ pub const MODULES: &[Module] = &[
 ];
 
 /// Every job kind, for the runner to find a row's handler by name.
-pub const KINDS: &[&Kind] = &[&crate::clips::MAKE, &notifications::GO_LIVE, &notifications::NEW_FOLLOWER];
+pub const KINDS: &[&Kind] =
+    &[&crate::clips::MAKE, &crate::email::SEND, &notifications::GO_LIVE, &notifications::NEW_FOLLOWER];
 
 /// Who subscribes to which durable event: one job of the kind per event, in the publisher's
 /// transaction.

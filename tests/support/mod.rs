@@ -6,6 +6,7 @@
 pub mod flv;
 pub mod process;
 pub mod s3;
+pub mod smtp;
 pub mod ws;
 
 use std::path::PathBuf;

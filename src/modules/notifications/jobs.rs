@@ -62,7 +62,7 @@ async fn go_live(state: AppState, job: ClaimedJob) -> Result<(), JobError> {
     let data = json!({ "channel": channel.name, "title": channel.title });
     let dedup = format!("go_live:{session_id}");
     let started = std::time::Instant::now();
-    let (mut cursor, mut total) = (fanout.cursor, 0usize);
+    let (mut cursor, mut total, mut emailed) = (fanout.cursor, 0usize, 0usize);
     loop {
         let mut tx = state.db().write().await?;
         let batch = profiles::followers_after(&mut tx, channel.id, UserId(cursor), BATCH).await?;
@@ -76,17 +76,51 @@ async fn go_live(state: AppState, job: ClaimedJob) -> Result<(), JobError> {
         let prefs = super::prefs_for(&mut tx, &hearers, NotificationKind::GoLive).await?;
         let in_app: Vec<UserId> = hearers.iter().copied().filter(|user| prefs[user].in_app).collect();
         let made = store::insert_many(&mut tx, &in_app, NotificationKind::GoLive, &data, &dedup, now_ms()).await?;
+        let by_email: Vec<UserId> = hearers.iter().copied().filter(|user| prefs[user].email).collect();
+        emailed += queue_go_live_emails(&state, &mut tx, &channel, session_id, &by_email).await?;
         let skipped = (batch.len() - made.len()) as i64;
         store::advance_fanout(&mut tx, session_id, last, made.len() as i64, skipped).await?;
         tx.commit().await?;
+        state.jobs().wake();
         total += made.len();
         push(&state, &made);
         cursor = last;
     }
     metrics::counter!("aether_notifications_total", "kind" => "go_live").increment(total as u64);
-    tracing::info!(channel = %channel.name, session_id, notified = total,
+    tracing::info!(channel = %channel.name, session_id, notified = total, emailed,
         took_ms = started.elapsed().as_millis() as u64, "go-live notifications sent");
     Ok(())
+}
+
+/// Queues a go-live email for each of `users` with a verified address (bulk mail goes only to
+/// proven addresses); with email off, only counts them. Returns how many.
+async fn queue_go_live_emails(
+    state: &AppState,
+    conn: &mut sqlx::AnyConnection,
+    channel: &channels::Channel,
+    session_id: i64,
+    users: &[UserId],
+) -> Result<usize, JobError> {
+    if users.is_empty() {
+        return Ok(0);
+    }
+    if !state.config().email.enabled {
+        tracing::debug!(channel = %channel.name, users = users.len(), "go-live emails not sent (email.enabled = false)");
+        return Ok(0);
+    }
+    let base = state.public_url();
+    let (watch, settings) = (format!("{base}/{}", channel.name), format!("{base}/settings/notifications"));
+    let mut queued = 0;
+    for user in crate::auth::accounts::find_by_ids(state.db(), users).await? {
+        if user.email_verified_at.is_none() {
+            continue;
+        }
+        let email =
+            crate::email::go_live(&user.email, &user.username, &channel.name, &channel.title, &watch, &settings);
+        crate::email::queue(conn, &email, Some(format!("email.go_live:{session_id}:{}", user.id.0))).await?;
+        queued += 1;
+    }
+    Ok(queued)
 }
 
 async fn new_follower(state: AppState, job: ClaimedJob) -> Result<(), JobError> {
