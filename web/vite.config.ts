@@ -3,6 +3,8 @@ import { defineConfig } from 'vite';
 // The server embeds the output (build.rs runs `npm run build -- --outDir $OUT_DIR/web`).
 // During front-end work, `npx vite` serves src/ with the API proxied to a running server.
 export default defineConfig({
+  // Preact's JSX (the components in src/), no plugin needed.
+  esbuild: { jsx: 'automatic', jsxImportSource: 'preact' },
   build: {
     target: 'es2022',
     assetsInlineLimit: 0,

@@ -180,3 +180,47 @@ export async function openPage(context, url) {
   await page.goto(url);
   return page;
 }
+
+/// A real SMTP server (aiosmtpd, Debian's python3-aiosmtpd) on a free loopback port, delivering
+/// into a Maildir; `messages()` reads what arrived.
+export async function startSmtp() {
+  const { createServer } = await import('node:net');
+  const { readdirSync, readFileSync, statSync } = await import('node:fs');
+  const port = await new Promise((done) => {
+    const probe = createServer().listen(0, '127.0.0.1', () => {
+      const { port: free } = probe.address();
+      probe.close(() => done(free));
+    });
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'aether-smtp-'));
+  const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+  const child = spawn(python, ['-m', 'aiosmtpd', '-n', '-l', `127.0.0.1:${port}`, '-c', 'aiosmtpd.handlers.Mailbox', join(dir, 'mail')], {
+    stdio: 'ignore',
+  });
+  const { connect } = await import('node:net');
+  await until('aiosmtpd to listen', () => new Promise((done) => {
+    const socket = connect(port, '127.0.0.1', () => (socket.destroy(), done(true)));
+    socket.on('error', () => done(false));
+  }), 15000, 50);
+  return {
+    port,
+    config: `[email]\nenabled = true\nhost = "127.0.0.1"\nport = ${port}\nsecurity = "none"\nfrom = "Aether <noreply@aether.test>"\n`,
+    messages() {
+      const box = join(dir, 'mail', 'new');
+      if (!existsSync(box)) return [];
+      return readdirSync(box)
+        .map((name) => join(box, name))
+        .sort((a, b) => statSync(a).mtimeMs - statSync(b).mtimeMs)
+        .map((file) => {
+          const raw = readFileSync(file, 'utf8');
+          const header = (name) => raw.match(new RegExp(`^${name}: (.*)$`, 'm'))?.[1] ?? '';
+          const unfolded = raw.replace(/=\r?\n/g, '').replace(/=3D/g, '=');
+          const link = (path) => unfolded.match(new RegExp(`http://[^\\s"<>]+${path.replace('/', '\\/')}[^\\s"<>]*`))?.[0];
+          return { to: header('To'), subject: header('Subject'), raw, link };
+        });
+    },
+    async stop() {
+      child.kill('SIGTERM');
+    },
+  };
+}

@@ -1,5 +1,7 @@
 // The JSON API, with the session cookie and the CSRF header on writes.
 
+import { currentUser } from './state';
+
 export class ApiError extends Error {
   constructor(
     public status: number,
@@ -16,6 +18,29 @@ export interface User {
   email: string;
   role: string;
   created_at: number;
+  email_verified_at: number | null;
+}
+
+export type FollowLevel = 'all' | 'live' | 'off';
+
+export interface FollowState {
+  followers: number;
+  following: boolean | null;
+  followed_at: number | null;
+  notify: FollowLevel | null;
+}
+
+export interface Notification {
+  id: number;
+  kind: 'go_live' | 'new_follower';
+  data: Record<string, string>;
+  created_at: number;
+  read_at: number | null;
+}
+
+export interface Listing<T> {
+  items: T[];
+  next_cursor: string | null;
 }
 
 export interface StreamInfo {
@@ -128,20 +153,37 @@ let current: User | null | undefined;
 /// The signed-in user, or null (asked once per page load, then after sign-in/out).
 export async function me(): Promise<User | null> {
   if (current !== undefined) return current;
+  current = await askMe();
+  currentUser.value = current;
+  return current;
+}
+
+async function askMe(): Promise<User | null> {
   // Signed-in browsers hold the CSRF cookie beside the session cookie: without it there is no
   // session to ask about (and no 401 to log).
-  if (!cookie('aether_csrf')) return (current = null);
+  if (!cookie('aether_csrf')) return null;
   try {
-    current = (await api<{ user: User }>('GET', '/api/v1/me')).user;
+    return (await api<{ user: User }>('GET', '/api/v1/me')).user;
   } catch (error) {
-    if (error instanceof ApiError && error.status === 401) current = null;
-    else throw error;
+    if (error instanceof ApiError && error.status === 401) return null;
+    throw error;
   }
-  return current;
+}
+
+/// Asks the server again (after a change to the account).
+export async function reloadMe(): Promise<User | null> {
+  current = undefined;
+  return me();
 }
 
 export function setMe(user: User | null): void {
   current = user;
+  currentUser.value = user;
+}
+
+/// The message of a failed call, for a form or a toast.
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : 'Something went wrong; try again.';
 }
 
 let info: Promise<ServerInfo> | undefined;

@@ -1,4 +1,6 @@
+import { h as jsx, render } from 'preact';
 import { api, ApiError, me, serverInfo, type Channel, type Clip, type Vod } from '../api';
+import { FollowButton } from '../components/follow';
 import { chatPanel } from '../chat';
 import { formatCount, h, link } from '../dom';
 import { createPlayer, type Player } from '../player';
@@ -28,6 +30,9 @@ export async function channelPage(main: HTMLElement, name: string): Promise<Clea
   const category = h('span', {}, channel.category ? ` · ${channel.category}` : '');
   const meta = h('p', { class: 'muted' }, link(`/${channel.name}`, {}, channel.name), category);
   const clipButton = h('button', { type: 'button', class: 'primary', hidden: true }, 'Clip');
+  // The follow button is a Preact component, mounted into this page's DOM.
+  const follow = h('span', { class: 'follow-slot' });
+  render(jsx(FollowButton, { channel: channel.name, owner: channel.owner }), follow);
   const below = h('div', { class: 'below' });
   let player: Player | undefined;
   let shown: 'live' | 'offline' | null = null;
@@ -49,7 +54,7 @@ export async function channelPage(main: HTMLElement, name: string): Promise<Clea
         'div',
         { class: 'watch-main' },
         stage,
-        h('div', { class: 'stream-info' }, h('div', {}, h('div', { class: 'title-row' }, liveTag, title), meta), h('div', { class: 'actions' }, viewers, clipButton)),
+        h('div', { class: 'stream-info' }, h('div', {}, h('div', { class: 'title-row' }, liveTag, title), meta), h('div', { class: 'actions' }, viewers, follow, clipButton)),
         below,
       ),
       chat.el,
@@ -139,5 +144,6 @@ export async function channelPage(main: HTMLElement, name: string): Promise<Clea
     window.clearInterval(poll);
     player?.destroy();
     chat.destroy();
+    render(null, follow);
   };
 }

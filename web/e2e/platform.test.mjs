@@ -1,0 +1,163 @@
+// The platform pages in headless Chromium against a real server, a real SMTP server (aiosmtpd)
+// and a real ffmpeg publish: a password reset from the email's link; follow from the channel
+// page, the go-live notification in the bell without a reload and one email; the notifications,
+// following and settings pages. Screenshots land in the run's temp dir (printed).
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { api, launchBrowser, openPage, publish, signup, startServer, startSmtp, until } from './support.mjs';
+
+const CHANNEL = 'e2e_golive';
+let smtp;
+let server;
+let browser;
+let shots;
+let owner;
+let streamKey;
+let publisher;
+const pages = [];
+
+before(async () => {
+  smtp = await startSmtp();
+  server = await startServer(smtp.config);
+  shots = join(server.dir, 'screenshots');
+  mkdirSync(shots, { recursive: true });
+  console.log(`screenshots: ${shots}`);
+  owner = await signup(server, 'golive_owner');
+  streamKey = (await api(server, 'POST', '/api/v1/channels', { name: CHANNEL, title: 'Going live soon' }, owner.token)).stream_key;
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await publisher?.stop();
+  await browser?.close();
+  await server?.stop();
+  await smtp?.stop();
+});
+
+async function page(context, path) {
+  const opened = await openPage(context, server.url + path);
+  pages.push(opened);
+  return opened;
+}
+
+async function signIn(context, username, password = 'correct horse battery', next = '/') {
+  const login = await page(context, `/login?next=${encodeURIComponent(next)}`);
+  await login.getByLabel('Username or email').fill(username);
+  await login.getByLabel('Password').fill(password);
+  await login.getByRole('button', { name: 'Log in' }).click();
+  await login.waitForURL((url) => url.pathname === next);
+  return login;
+}
+
+/// The newest message to `to` whose subject matches, once it arrived.
+const mailTo = (to, subject) =>
+  until(`an email "${subject}" to ${to}`, () => smtp.messages().filter((m) => m.to === to && subject.test(m.subject)).at(-1), 15000);
+
+async function verifyAddress(username) {
+  const mail = await mailTo(`${username}@example.com`, /Confirm your email/);
+  const token = new URL(mail.link('/verify-email')).searchParams.get('token');
+  await api(server, 'POST', '/api/v1/auth/verify-email', { token });
+}
+
+test('a forgotten password is reset from the link in the email', async () => {
+  await signup(server, 'forgetful_fan', 'the old password');
+  const context = await browser.newContext();
+  const login = await page(context, '/login');
+  await login.getByRole('link', { name: 'Forgot your password?' }).click();
+  await login.waitForURL((url) => url.pathname === '/forgot-password');
+  await login.getByLabel('Email').fill('forgetful_fan@example.com');
+  await login.getByRole('button', { name: 'Send the link' }).click();
+  await login.getByRole('heading', { name: 'Check your email' }).waitFor();
+  const mail = await mailTo('forgetful_fan@example.com', /Reset your password/);
+  const link = mail.link('/reset-password');
+  assert.ok(link?.startsWith(`${server.url}/reset-password?token=`), link);
+  await login.goto(link);
+  await login.getByLabel('New password').fill('a new password at last');
+  await login.getByLabel('The same again').fill('a new password at last');
+  await login.getByRole('button', { name: 'Change my password' }).click();
+  await login.getByRole('heading', { name: 'Password changed' }).waitFor();
+  await login.screenshot({ path: join(shots, 'password-reset.png') });
+  await signIn(context, 'forgetful_fan', 'a new password at last', '/');
+  await context.close();
+});
+
+test('a follower hears of the go-live in the bell without a reload, and by email once', async () => {
+  await signup(server, 'bell_fan');
+  await signup(server, 'quiet_fan');
+  await verifyAddress('bell_fan');
+  await verifyAddress('quiet_fan');
+
+  // quiet_fan follows too but turns go-live emails off on the settings page.
+  const quietContext = await browser.newContext();
+  const quiet = await signIn(quietContext, 'quiet_fan', undefined, `/${CHANNEL}`);
+  await quiet.getByRole('button', { name: 'Follow' }).click();
+  await quiet.getByRole('button', { name: 'Unfollow' }).waitFor();
+  await quiet.goto(`${server.url}/settings/notifications`);
+  const emailBox = quiet.getByLabel('A channel you follow goes live: by email');
+  await emailBox.waitFor();
+  assert.equal(await emailBox.isChecked(), true);
+  await emailBox.uncheck();
+  await quiet.getByText('Saved').first().waitFor();
+  await quiet.screenshot({ path: join(shots, 'settings.png'), fullPage: true });
+
+  const context = await browser.newContext();
+  const fan = await signIn(context, 'bell_fan', undefined, `/${CHANNEL}`);
+  await fan.getByRole('button', { name: 'Follow' }).click();
+  await fan.getByRole('button', { name: 'Unfollow' }).waitFor();
+  assert.match(await fan.getByTestId('followers').textContent(), /^2 followers$/);
+  await fan.screenshot({ path: join(shots, 'channel-following.png') });
+  // Wait on the following page; the broadcast starts meanwhile.
+  await fan.getByRole('link', { name: 'Following' }).click();
+  await fan.getByTestId('following').getByText(CHANNEL).first().waitFor();
+  const before = smtp.messages().length;
+  publisher = publish(server, streamKey);
+  await fan.getByTestId('unread-count').waitFor({ timeout: 30000 });
+  assert.equal(await fan.getByTestId('unread-count').textContent(), '1');
+  await fan.locator('.toast', { hasText: `${CHANNEL} is live` }).waitFor();
+  await fan.screenshot({ path: join(shots, 'bell.png') });
+
+  const goLive = await until('the go-live email', () => {
+    const mails = smtp.messages().slice(before).filter((m) => m.subject.includes(' is live'));
+    return mails.length ? mails : undefined;
+  });
+  await new Promise((done) => setTimeout(done, 1500));
+  const all = smtp.messages().slice(before).filter((m) => m.subject.includes(' is live'));
+  assert.deepEqual(all.map((m) => m.to), ['bell_fan@example.com'], 'one go-live email, to the fan who wants it');
+  assert.equal(goLive[0].link(`/${CHANNEL}`), `${server.url}/${CHANNEL}`);
+
+  // The notifications page: open it from the bell, mark everything read.
+  await fan.getByTestId('bell').click();
+  await fan.waitForURL((url) => url.pathname === '/notifications');
+  const item = fan.getByTestId('notifications').locator('li.unread', { hasText: `${CHANNEL} is live` });
+  await item.waitFor();
+  await fan.screenshot({ path: join(shots, 'notifications.png') });
+  await fan.getByRole('button', { name: 'Mark all read' }).click();
+  await fan.getByTestId('unread-count').waitFor({ state: 'detached' });
+  assert.equal(await fan.getByTestId('notifications').locator('li.unread').count(), 0);
+
+  // Following shows the channel live now; unfollowing removes it.
+  await fan.getByRole('link', { name: 'Following' }).click();
+  const card = fan.getByTestId('following').locator('li', { hasText: CHANNEL });
+  await card.locator('.tag.live').waitFor();
+  await fan.screenshot({ path: join(shots, 'following.png') });
+  await card.getByRole('button', { name: 'Unfollow' }).click();
+  await card.waitFor({ state: 'detached' });
+  await context.close();
+  await quietContext.close();
+});
+
+test('the owner sees the new follower in their notifications', async () => {
+  const context = await browser.newContext();
+  const mine = await signIn(context, 'golive_owner', undefined, '/notifications');
+  await mine.getByTestId('notifications').getByText('bell_fan followed e2e_golive').waitFor();
+  await mine.getByTestId('notifications').getByText('quiet_fan followed e2e_golive').waitFor();
+  await context.close();
+});
+
+test('no page logged a console error', () => {
+  const problems = pages.flatMap((p) => p.problems);
+  assert.deepEqual(problems, []);
+});

@@ -1,0 +1,132 @@
+// The app: the header and one page at a time, picked from the route signal. Pages written
+// before the move to Preact (channel, dashboard, VOD and clip) still build their DOM by hand;
+// `Legacy` hosts them and runs their cleanup when the visitor leaves.
+
+import type { FunctionComponent } from 'preact';
+import { useEffect, useRef } from 'preact/hooks';
+import { api, me, messageOf, setMe } from './api';
+import { Bell } from './components/bell';
+import { Link } from './components/ui';
+import { navigate, type Cleanup } from './nav';
+import { channelPage } from './pages/channel';
+import { dashboardPage } from './pages/dashboard';
+import { homePage } from './pages/home';
+import { clipPage, vodPage } from './pages/media';
+import { ForgotPasswordPage, LoginPage, ResetPasswordPage, SignupPage, VerifyEmailPage } from './pages/auth';
+import { FollowingPage } from './pages/following';
+import { NotificationsPage } from './pages/notifications';
+import { SettingsPage } from './pages/settings';
+import { currentUser, route } from './state';
+import { toast } from './toast';
+
+type LegacyPage = (main: HTMLElement, param: string) => Promise<Cleanup | void> | Cleanup | void;
+
+function Legacy({ page, param }: { page: LegacyPage; param: string }) {
+  const host = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    const main = host.current as HTMLDivElement;
+    let undo: Cleanup | void;
+    let gone = false;
+    Promise.resolve(page(main, param))
+      .then((cleanup) => {
+        if (gone) cleanup?.();
+        else undo = cleanup;
+      })
+      .catch((error) => {
+        const p = document.createElement('p');
+        p.className = 'error';
+        p.setAttribute('role', 'alert');
+        p.textContent = messageOf(error);
+        main.append(p);
+      });
+    return () => {
+      gone = true;
+      undo?.();
+      main.replaceChildren();
+    };
+  }, [page, param]);
+  return <div ref={host} class="page" />;
+}
+
+type Route = [RegExp, (param: string) => preact.JSX.Element];
+const legacy = (page: LegacyPage) => (param: string) => <Legacy page={page} param={param} />;
+const plain = (Page: FunctionComponent) => () => <Page />;
+
+const routes: Route[] = [
+  [/^\/$/, legacy(homePage)],
+  [/^\/login$/, plain(LoginPage)],
+  [/^\/signup$/, plain(SignupPage)],
+  [/^\/forgot-password$/, plain(ForgotPasswordPage)],
+  [/^\/reset-password$/, plain(ResetPasswordPage)],
+  [/^\/verify-email$/, plain(VerifyEmailPage)],
+  [/^\/dashboard$/, legacy(dashboardPage)],
+  [/^\/notifications$/, plain(NotificationsPage)],
+  [/^\/following$/, plain(FollowingPage)],
+  [/^\/settings(?:\/[a-z]+)?$/, plain(SettingsPage)],
+  [/^\/vod\/([0-9A-Za-z]+)$/, legacy(vodPage)],
+  [/^\/clip\/([0-9A-Za-z]+)$/, legacy(clipPage)],
+  [/^\/([a-z0-9_]{3,25})$/, legacy(channelPage)],
+];
+
+export function Router() {
+  const path = route.value.split('?')[0];
+  const found = routes.find(([pattern]) => pattern.test(path));
+  if (!found) {
+    document.title = 'Not found · Aether';
+    return (
+      <section class="empty">
+        <h1>Page not found</h1>
+        <Link href="/">Go home</Link>
+      </section>
+    );
+  }
+  const [pattern, view] = found;
+  // Keyed by the whole route, so that a page is made anew on each navigation.
+  return <div key={route.value}>{view(decodeURIComponent(pattern.exec(path)?.[1] ?? ''))}</div>;
+}
+
+async function logout(): Promise<void> {
+  try {
+    await api('POST', '/api/v1/auth/logout');
+  } catch (error) {
+    toast(messageOf(error), 'error');
+  }
+  setMe(null);
+  navigate('/');
+}
+
+export function Header() {
+  useEffect(() => {
+    void me().catch(() => setMe(null));
+  }, []);
+  const user = currentUser.value;
+  const path = route.value.split('?')[0];
+  return (
+    <nav class="topbar" aria-label="Main">
+      <Link href="/" class="brand">
+        Aether
+      </Link>
+      <span class="spacer" />
+      {user === undefined ? null : user ? (
+        <>
+          <Link href="/following">Following</Link>
+          <Link href="/dashboard">Dashboard</Link>
+          <Bell />
+          <Link href="/settings" class="who" aria-label="Signed in as">
+            {user.username}
+          </Link>
+          <button type="button" class="ghost" onClick={() => void logout()}>
+            Log out
+          </button>
+        </>
+      ) : (
+        <>
+          <Link href={`/login?next=${encodeURIComponent(path)}`}>Log in</Link>
+          <Link href="/signup" class="button primary">
+            Sign up
+          </Link>
+        </>
+      )}
+    </nav>
+  );
+}
