@@ -33,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/following", get(page))
         .route("/settings", get(page))
         .route("/settings/{section}", get(page))
+        .route("/u/{username}", get(page))
         .route("/vod/{id}", get(page))
         .route("/clip/{id}", get(page))
         .route("/assets/{*file}", get(asset))

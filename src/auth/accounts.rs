@@ -188,6 +188,12 @@ pub async fn set_email(conn: &mut sqlx::AnyConnection, user: UserId, email: &str
     Ok(())
 }
 
+/// Deletes the account; what is theirs in the database goes with it (ON DELETE CASCADE).
+pub async fn delete(conn: &mut sqlx::AnyConnection, user: UserId) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM users WHERE id = $1").bind(user.0).execute(conn).await?;
+    Ok(())
+}
+
 pub async fn count(db: &Db) -> Result<i64, sqlx::Error> {
     sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(db.pool()).await?.try_get("n")
 }

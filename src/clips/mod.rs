@@ -194,6 +194,24 @@ pub async fn fail(db: &Db, row_id: i64, reason: &str) -> Result<(), sqlx::Error>
     Ok(())
 }
 
+/// The storage prefixes of every clip of `channels` or made by `creator` (account deletion).
+pub async fn storage_prefixes(db: &Db, channels: &[ChannelId], creator: UserId) -> Result<Vec<String>, sqlx::Error> {
+    let sql = if channels.is_empty() {
+        "SELECT public_id FROM clips WHERE creator_id = $1".to_owned()
+    } else {
+        format!(
+            "SELECT public_id FROM clips WHERE creator_id = $1 OR channel_id IN ({})",
+            crate::db::placeholders(2, channels.len())
+        )
+    };
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(creator.0);
+    for channel in channels {
+        query = query.bind(channel.0);
+    }
+    let rows = query.fetch_all(db.pool()).await?;
+    rows.iter().map(|row| row.try_get::<String, _>("public_id").map(|id| format!("clips/{id}"))).collect()
+}
+
 pub async fn delete(db: &Db, clip: &Clip) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM clips WHERE id = $1").bind(clip.row_id).execute(db.pool()).await?;
     Ok(())

@@ -74,7 +74,7 @@ pub const MODULES: &[Module] = &[
         name: "profiles",
         dir: "modules/profiles",
         level: 1,
-        tables: &["follows", "blocks"],
+        tables: &["follows", "blocks", "profiles", "data_exports"],
         views: &[],
         reads: &[],
     },
@@ -89,8 +89,14 @@ pub const MODULES: &[Module] = &[
 ];
 
 /// Every job kind, for the runner to find a row's handler by name.
-pub const KINDS: &[&Kind] =
-    &[&crate::clips::MAKE, &crate::email::SEND, &notifications::GO_LIVE, &notifications::NEW_FOLLOWER];
+pub const KINDS: &[&Kind] = &[
+    &crate::clips::MAKE,
+    &crate::email::SEND,
+    &profiles::PURGE,
+    &profiles::EXPORT,
+    &notifications::GO_LIVE,
+    &notifications::NEW_FOLLOWER,
+];
 
 /// Who subscribes to which durable event: one job of the kind per event, in the publisher's
 /// transaction.

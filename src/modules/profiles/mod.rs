@@ -1,14 +1,25 @@
-//! Profiles (level 1): who follows which channel, and how much they want to hear of it; who
-//! blocked whom. The facade below is what other modules may call; every function takes a
+//! Profiles (level 1): what a user shows of themselves (display name, bio, links, pictures:
+//! `profile.rs`, `images.rs`), the account as a whole (deletion and data export: `account.rs`),
+//! who follows which channel and how much they want to hear of it, and who blocked whom. The facade below is what other modules may call; every function takes a
 //! connection so that the caller owns the transaction. A new follow publishes `user.followed`.
 
+mod account;
+mod images;
+mod profile;
 mod routes;
 mod store;
 
+use axum::Router;
 use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;
 
-pub use routes::router;
+pub use account::{EXPORT, PURGE};
+
+use crate::app::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().merge(routes::router()).merge(profile::router()).merge(account::router())
+}
 
 use crate::auth::UserId;
 use crate::channels::ChannelId;

@@ -210,3 +210,160 @@ pub(super) async fn blocked_by(conn: &mut AnyConnection, user: UserId) -> Result
             .await?;
     rows.iter().map(|row| Ok((UserId(row.try_get("blocked_id")?), row.try_get("created_at")?))).collect()
 }
+
+/// A stored profile.
+#[derive(Debug, Clone, Default)]
+pub(super) struct ProfileRow {
+    pub display_name: String,
+    pub bio: String,
+    pub links: String,
+    pub avatar_at: Option<i64>,
+    pub banner_at: Option<i64>,
+}
+
+pub(super) async fn profile(conn: &mut AnyConnection, user: UserId) -> Result<Option<ProfileRow>, sqlx::Error> {
+    let row = sqlx::query("SELECT display_name, bio, links, avatar_at, banner_at FROM profiles WHERE user_id = $1")
+        .bind(user.0)
+        .fetch_optional(conn)
+        .await?;
+    row.map(|row| {
+        Ok(ProfileRow {
+            display_name: row.try_get("display_name")?,
+            bio: row.try_get("bio")?,
+            links: row.try_get("links")?,
+            avatar_at: row.try_get("avatar_at")?,
+            banner_at: row.try_get("banner_at")?,
+        })
+    })
+    .transpose()
+}
+
+pub(super) async fn save_text(
+    conn: &mut AnyConnection,
+    user: UserId,
+    display_name: &str,
+    bio: &str,
+    links: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO profiles (user_id, display_name, bio, links, updated_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (user_id) DO UPDATE SET display_name = excluded.display_name, bio = excluded.bio, \
+         links = excluded.links, updated_at = excluded.updated_at",
+    )
+    .bind(user.0)
+    .bind(display_name)
+    .bind(bio)
+    .bind(links)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records (or, `None`, clears) when a picture was stored.
+pub(super) async fn set_picture(
+    conn: &mut AnyConnection,
+    user: UserId,
+    banner: bool,
+    at: Option<i64>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let sql = if banner {
+        "INSERT INTO profiles (user_id, banner_at, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (user_id) DO UPDATE SET banner_at = excluded.banner_at, updated_at = excluded.updated_at"
+    } else {
+        "INSERT INTO profiles (user_id, avatar_at, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (user_id) DO UPDATE SET avatar_at = excluded.avatar_at, updated_at = excluded.updated_at"
+    };
+    sqlx::query(sql).bind(user.0).bind(at).bind(now).execute(conn).await?;
+    Ok(())
+}
+
+/// All of a user's follows, newest first (the data export).
+pub(super) async fn all_follows(conn: &mut AnyConnection, user: UserId) -> Result<Vec<Follow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT user_id, channel_id, notify, created_at FROM follows WHERE user_id = $1 ORDER BY created_at DESC",
+    )
+    .bind(user.0)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(follow_from_row).collect()
+}
+
+/// A data export's state.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(super) struct ExportRow {
+    pub id: i64,
+    #[serde(skip)]
+    pub user: i64,
+    pub status: String,
+    #[serde(skip)]
+    pub object_key: Option<String>,
+    pub bytes: Option<i64>,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+fn export_from_row(row: &AnyRow) -> Result<ExportRow, sqlx::Error> {
+    Ok(ExportRow {
+        id: row.try_get("id")?,
+        user: row.try_get("user_id")?,
+        status: row.try_get("status")?,
+        object_key: row.try_get("object_key")?,
+        bytes: row.try_get("bytes")?,
+        created_at: row.try_get("created_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
+pub(super) async fn insert_export(conn: &mut AnyConnection, user: UserId, now: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query("INSERT INTO data_exports (user_id, created_at) VALUES ($1, $2) RETURNING id")
+        .bind(user.0)
+        .bind(now)
+        .fetch_one(conn)
+        .await?
+        .try_get("id")
+}
+
+pub(super) async fn find_export(conn: &mut AnyConnection, id: i64) -> Result<Option<ExportRow>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT id, user_id, status, object_key, bytes, created_at, finished_at FROM data_exports WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(export_from_row).transpose()
+}
+
+pub(super) async fn exports_of(conn: &mut AnyConnection, user: UserId) -> Result<Vec<ExportRow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, user_id, status, object_key, bytes, created_at, finished_at FROM data_exports WHERE user_id = $1 \
+         ORDER BY id DESC LIMIT 10",
+    )
+    .bind(user.0)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(export_from_row).collect()
+}
+
+pub(super) async fn finish_export(
+    conn: &mut AnyConnection,
+    id: i64,
+    outcome: Result<(&str, i64), ()>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let (status, key, bytes) = match outcome {
+        Ok((key, bytes)) => ("ready", Some(key), Some(bytes)),
+        Err(()) => ("failed", None, None),
+    };
+    sqlx::query("UPDATE data_exports SET status = $2, object_key = $3, bytes = $4, finished_at = $5 WHERE id = $1")
+        .bind(id)
+        .bind(status)
+        .bind(key)
+        .bind(bytes)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
