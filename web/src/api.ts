@@ -117,7 +117,9 @@ function cookie(name: string): string | undefined {
 
 export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = { Accept: 'application/json' };
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  // A file goes as it is (a picture upload); anything else as JSON.
+  const raw = body instanceof Blob;
+  if (body !== undefined && !raw) headers['Content-Type'] = 'application/json';
   if (method !== 'GET') {
     const csrf = cookie('aether_csrf');
     if (csrf) headers['X-CSRF-Token'] = csrf;
@@ -127,7 +129,7 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
     response = await fetch(path, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined ? undefined : raw ? body : JSON.stringify(body),
       credentials: 'same-origin',
     });
   } catch {

@@ -10,7 +10,8 @@ import { Link } from './components/ui';
 import { navigate, type Cleanup } from './nav';
 import { channelPage } from './pages/channel';
 import { dashboardPage } from './pages/dashboard';
-import { homePage } from './pages/home';
+import { HomePage } from './pages/home';
+import { ProfilePage } from './pages/profile';
 import { clipPage, vodPage } from './pages/media';
 import { ForgotPasswordPage, LoginPage, ResetPasswordPage, SignupPage, VerifyEmailPage } from './pages/auth';
 import { FollowingPage } from './pages/following';
@@ -53,7 +54,7 @@ const legacy = (page: LegacyPage) => (param: string) => <Legacy page={page} para
 const plain = (Page: FunctionComponent) => () => <Page />;
 
 const routes: Route[] = [
-  [/^\/$/, legacy(homePage)],
+  [/^\/$/, plain(HomePage)],
   [/^\/login$/, plain(LoginPage)],
   [/^\/signup$/, plain(SignupPage)],
   [/^\/forgot-password$/, plain(ForgotPasswordPage)],
@@ -63,6 +64,7 @@ const routes: Route[] = [
   [/^\/notifications$/, plain(NotificationsPage)],
   [/^\/following$/, plain(FollowingPage)],
   [/^\/settings(?:\/[a-z]+)?$/, plain(SettingsPage)],
+  [/^\/u\/([a-z0-9_]{3,25})$/, (name) => <ProfilePage username={name} />],
   [/^\/vod\/([0-9A-Za-z]+)$/, legacy(vodPage)],
   [/^\/clip\/([0-9A-Za-z]+)$/, legacy(clipPage)],
   [/^\/([a-z0-9_]{3,25})$/, legacy(channelPage)],

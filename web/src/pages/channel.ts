@@ -5,7 +5,7 @@ import { chatPanel } from '../chat';
 import { formatCount, h, link } from '../dom';
 import { createPlayer, type Player } from '../player';
 import { toast } from '../toast';
-import { vodCard } from './home';
+import { VodCard } from '../components/cards';
 import type { Cleanup } from '../nav';
 
 export async function channelPage(main: HTMLElement, name: string): Promise<Cleanup | void> {
@@ -114,9 +114,12 @@ export async function channelPage(main: HTMLElement, name: string): Promise<Clea
     stage.querySelector('img')?.addEventListener('error', (event) => (event.target as HTMLElement).remove());
     const vods = await api<{ vods: Vod[] }>('GET', `/api/v1/channels/${channel.name}/vods?limit=8`).catch(() => ({ vods: [] }));
     if (destroyed) return;
-    below.replaceChildren(
-      vods.vods.length ? h('section', {}, h('h2', {}, 'Recent broadcasts'), h('ul', { class: 'cards' }, vods.vods.map(vodCard))) : '',
-    );
+    below.replaceChildren();
+    if (vods.vods.length) {
+      const list = h('ul', { class: 'cards' });
+      below.append(h('section', {}, h('h2', {}, 'Recent broadcasts'), list));
+      render(vods.vods.map((vod) => jsx(VodCard, { vod, key: vod.id })), list);
+    }
   }
 
   async function refresh(): Promise<void> {

@@ -2,7 +2,8 @@
 // new address), the password, what you are told and how, and the people you blocked.
 
 import { useEffect, useState } from 'preact/hooks';
-import { api, messageOf, reloadMe, type Listing } from '../api';
+import { api, messageOf, reloadMe, setMe, type Listing } from '../api';
+import { Avatar, type Profile } from './profile';
 import { Field, FormError, useTitle, value } from '../components/ui';
 import { navigate, query } from '../nav';
 import { currentUser, route } from '../state';
@@ -13,6 +14,175 @@ interface KindSetting {
   label: string;
   in_app: boolean;
   email: boolean;
+}
+
+function ProfileSection() {
+  const user = currentUser.value;
+  const [profile, setProfile] = useState<Profile | null>(null);
+  const [links, setLinks] = useState<{ title: string; url: string }[]>([]);
+  const [error, setError] = useState('');
+  useEffect(() => {
+    if (!user) return;
+    api<Profile>('GET', `/api/v1/users/${user.username}`)
+      .then((found) => {
+        setProfile(found);
+        setLinks(found.links);
+      })
+      .catch((failure) => setError(messageOf(failure)));
+  }, [user?.username]);
+  if (!user || !profile) return null;
+  const save = async (event: Event) => {
+    event.preventDefault();
+    const form = event.currentTarget as HTMLFormElement;
+    setError('');
+    try {
+      const saved = await api<Profile>('PATCH', '/api/v1/me/profile', {
+        display_name: value(form, 'display-name'),
+        bio: value(form, 'bio'),
+        links: links.filter((link) => link.url.trim()),
+      });
+      setProfile(saved);
+      setLinks(saved.links);
+      toast('Profile saved');
+    } catch (failure) {
+      setError(messageOf(failure));
+    }
+  };
+  const upload = (which: 'avatar' | 'banner') => async (event: Event) => {
+    const input = event.currentTarget as HTMLInputElement;
+    const file = input.files?.[0];
+    if (!file) return;
+    setError('');
+    try {
+      setProfile(await api<Profile>('PUT', `/api/v1/me/${which}`, file));
+      toast(which === 'avatar' ? 'Picture changed' : 'Banner changed');
+    } catch (failure) {
+      setError(messageOf(failure));
+    } finally {
+      input.value = '';
+    }
+  };
+  const setLink = (index: number, field: 'title' | 'url', text: string) =>
+    setLinks((old) => old.map((link, i) => (i === index ? { ...link, [field]: text } : link)));
+  return (
+    <section class="panel" aria-labelledby="profile-heading" id="profile">
+      <h2 id="profile-heading">Profile</h2>
+      <div class="title-row">
+        <Avatar profile={profile} size={64} />
+        <label class="button">
+          Change picture
+          <input type="file" accept="image/png,image/jpeg,image/gif,image/webp" class="visually-hidden" onChange={upload('avatar')} />
+        </label>
+        <label class="button">
+          Change banner
+          <input type="file" accept="image/png,image/jpeg,image/gif,image/webp" class="visually-hidden" onChange={upload('banner')} />
+        </label>
+        <a href={`/u/${user.username}`} data-link="">
+          See your profile
+        </a>
+      </div>
+      <form onSubmit={save}>
+        <Field id="display-name" label="Display name" maxLength={50} required={false} defaultValue={profile.display_name} />
+        <div class="field">
+          <label for="bio">Bio</label>
+          <textarea id="bio" name="bio" maxLength={1000} defaultValue={profile.bio} />
+        </div>
+        <fieldset class="link-rows">
+          <legend>Links</legend>
+          {links.map((link, index) => (
+            <div class="row" key={index}>
+              <input aria-label={`Link ${index + 1} title`} value={link.title} maxLength={50} onInput={(e) => setLink(index, 'title', (e.currentTarget as HTMLInputElement).value)} />
+              <input aria-label={`Link ${index + 1} address`} type="url" value={link.url} placeholder="https://" onInput={(e) => setLink(index, 'url', (e.currentTarget as HTMLInputElement).value)} />
+              <button type="button" class="small" onClick={() => setLinks((old) => old.filter((_, i) => i !== index))}>
+                Remove
+              </button>
+            </div>
+          ))}
+          {links.length < 5 && (
+            <button type="button" class="small" onClick={() => setLinks((old) => [...old, { title: '', url: '' }])}>
+              Add a link
+            </button>
+          )}
+        </fieldset>
+        <button type="submit" class="primary">
+          Save profile
+        </button>
+      </form>
+      <FormError text={error} />
+    </section>
+  );
+}
+
+interface Export {
+  id: number;
+  status: 'pending' | 'ready' | 'failed';
+  bytes: number | null;
+  created_at: number;
+}
+
+function AccountSection() {
+  const [exports, setExports] = useState<Export[]>([]);
+  const [error, setError] = useState('');
+  const load = () =>
+    api<Listing<Export>>('GET', '/api/v1/me/exports')
+      .then((list) => setExports(list.items))
+      .catch(() => undefined);
+  useEffect(() => {
+    void load();
+    const timer = window.setInterval(() => void load(), 5000);
+    return () => window.clearInterval(timer);
+  }, []);
+  const requestExport = async () => {
+    try {
+      await api('POST', '/api/v1/me/export');
+      await load();
+    } catch (failure) {
+      setError(messageOf(failure));
+    }
+  };
+  const remove = async (event: Event) => {
+    event.preventDefault();
+    const form = event.currentTarget as HTMLFormElement;
+    if (!confirm('Delete your account, your channels, their recordings and clips? This cannot be undone.')) return;
+    try {
+      await api('DELETE', '/api/v1/me', { password: value(form, 'delete-password') });
+      setMe(null);
+      navigate('/', true);
+      toast('Your account was deleted.');
+    } catch (failure) {
+      setError(messageOf(failure));
+    }
+  };
+  return (
+    <section class="panel" aria-labelledby="account-heading" id="account">
+      <h2 id="account-heading">Your data</h2>
+      <p>
+        <button type="button" onClick={() => void requestExport()} disabled={exports.some((e) => e.status === 'pending')}>
+          Export my data
+        </button>{' '}
+        <span class="muted small">A JSON file of your account, profile, channels, recordings, clips and follows.</span>
+      </p>
+      <ul class="plain" data-testid="exports">
+        {exports.map((e) => (
+          <li key={e.id}>
+            {new Date(e.created_at).toLocaleString()}:{' '}
+            {e.status === 'ready' ? <a href={`/api/v1/me/exports/${e.id}`}>Download ({Math.ceil((e.bytes ?? 0) / 1024)} KB)</a> : e.status === 'pending' ? 'being made…' : 'failed'}
+          </li>
+        ))}
+      </ul>
+      <h3>Delete your account</h3>
+      <p class="muted small">
+        Your channels, their recordings and clips, the clips you made, your follows and notifications are deleted with it, and the stored media soon after.
+      </p>
+      <form onSubmit={remove} class="inline-form">
+        <Field id="delete-password" label="Your password" type="password" autocomplete="current-password" />
+        <button type="submit" class="danger">
+          Delete my account
+        </button>
+      </form>
+      <FormError text={error} />
+    </section>
+  );
 }
 
 function EmailSection() {
@@ -197,10 +367,12 @@ export function SettingsPage() {
   return (
     <section class="settings narrow">
       <h1>Settings</h1>
+      <ProfileSection />
       <EmailSection />
       <PasswordSection />
       <NotificationsSection />
       <BlockedSection />
+      <AccountSection />
     </section>
   );
 }
