@@ -119,6 +119,29 @@ pub fn placeholders(first: usize, count: usize) -> String {
     (first..first + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
 }
 
+/// The words of a search box: runs of letters and digits, lowercased, at most 8 words of at most
+/// 40 characters. Nothing else reaches the full-text index, so no input (`"`, `*`, `NEAR(`,
+/// `:*`, `!`) can be query syntax.
+pub fn search_terms(q: &str) -> Vec<String> {
+    q.split(|c: char| !c.is_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .map(|word| word.chars().take(40).collect::<String>().to_lowercase())
+        .take(8)
+        .collect()
+}
+
+impl Backend {
+    /// The full-text query matching every term as a prefix: FTS5 `"w1"* "w2"*` on SQLite,
+    /// `w1:* & w2:*` for PostgreSQL's `to_tsquery('simple', ..)`. Terms come from
+    /// [`search_terms`] (letters and digits only).
+    pub fn match_query(self, terms: &[String]) -> String {
+        match self {
+            Backend::Sqlite => terms.iter().map(|t| format!("\"{t}\"*")).collect::<Vec<_>>().join(" "),
+            Backend::Postgres => terms.iter().map(|t| format!("{t}:*")).collect::<Vec<_>>().join(" & "),
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch: the portable timestamp stored in every table.
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -136,4 +159,21 @@ pub fn public_id() -> String {
 pub fn is_unique_violation_on(error: &sqlx::Error, column: &str) -> bool {
     let Some(db) = error.as_database_error() else { return false };
     db.is_unique_violation() && (db.constraint().is_some_and(|c| c.contains(column)) || db.message().contains(column))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_boxes_become_plain_words() {
+        assert_eq!(search_terms("  Hello, World!  "), ["hello", "world"]);
+        assert!(search_terms("\" * ( :* ! & | ( ) ^ - + \\").is_empty());
+        assert_eq!(search_terms("NEAR("), ["near"], "an operator is a word like any other");
+        assert_eq!(search_terms("NEAR(e2e_live\"*"), ["near", "e2e", "live"]);
+        assert_eq!(search_terms("Café über"), ["café", "über"]);
+        assert_eq!(search_terms("a b c d e f g h i j").len(), 8);
+        assert_eq!(Backend::Sqlite.match_query(&search_terms("e2e live")), "\"e2e\"* \"live\"*");
+        assert_eq!(Backend::Postgres.match_query(&search_terms("e2e live")), "e2e:* & live:*");
+    }
 }

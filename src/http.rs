@@ -26,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .merge(clips::router())
         .merge(modules::profiles::router())
         .merge(modules::notifications::router())
+        .merge(modules::search::router())
         .merge(web::router())
         .route("/setup", get(setup_page))
         .fallback(not_found)

@@ -372,7 +372,7 @@ async fn malformed_requests_get_json_errors_not_500(backend: Backend) {
     let (status, reply) = app.get("/api/v1/no/such/route", None).await;
     assert_eq!(status, 404);
     assert_error(&reply, "not_found");
-    let (status, reply) = support::read(app.client.delete(app.url("/api/v1/me")).send().await.unwrap()).await;
+    let (status, reply) = support::read(app.client.put(app.url("/api/v1/me")).send().await.unwrap()).await;
     assert_eq!(status, 405);
     assert_error(&reply, "method_not_allowed");
     let (status, reply) = app.get("/api/v1/channels?live=maybe", None).await;

@@ -194,6 +194,19 @@ pub async fn delete(conn: &mut sqlx::AnyConnection, user: UserId) -> Result<(), 
     Ok(())
 }
 
+/// Users whose username starts with `prefix` (lowercase letters, digits, underscores), in
+/// order; the range keeps to the unique index on both databases.
+pub async fn search_usernames(db: &Db, prefix: &str, limit: i64) -> Result<Vec<User>, sqlx::Error> {
+    let sql = concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE username >= $1 AND username < $2 ORDER BY username LIMIT $3"
+    );
+    let upper = format!("{prefix}\u{7f}");
+    let rows = sqlx::query(sql).bind(prefix).bind(upper).bind(limit).fetch_all(db.pool()).await?;
+    rows.iter().map(user_from_row).collect()
+}
+
 pub async fn count(db: &Db) -> Result<i64, sqlx::Error> {
     sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(db.pool()).await?.try_get("n")
 }

@@ -266,6 +266,37 @@ pub async fn list_by_ids(db: &Db, ids: &[ChannelId]) -> Result<Vec<Channel>, sql
     rows.iter().map(channel_from_row).collect()
 }
 
+/// Channels matching every term (as a prefix) in their name, title, category or tags, best
+/// first.
+pub async fn search(db: &Db, terms: &[String], limit: i64, offset: i64) -> Result<Vec<Channel>, sqlx::Error> {
+    let sql = match db.backend() {
+        crate::db::Backend::Sqlite => concat!(
+            channel_select!(),
+            " JOIN channels_fts ON channels_fts.rowid = c.id WHERE channels_fts MATCH $1 \
+             ORDER BY bm25(channels_fts, 10.0, 5.0, 2.0, 2.0), c.id LIMIT $2 OFFSET $3"
+        ),
+        crate::db::Backend::Postgres => concat!(
+            channel_select!(),
+            " WHERE c.search @@ to_tsquery('simple', $1) \
+             ORDER BY ts_rank(c.search, to_tsquery('simple', $1)) DESC, c.id LIMIT $2 OFFSET $3"
+        ),
+    };
+    let query = db.backend().match_query(terms);
+    let rows = sqlx::query(sql).bind(query).bind(limit).bind(offset).fetch_all(db.pool()).await?;
+    rows.iter().map(channel_from_row).collect()
+}
+
+/// The categories channels use most, with how many channels use each.
+pub async fn top_categories(db: &Db, limit: i64) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT category, COUNT(*) AS n FROM channels WHERE category <> '' GROUP BY category ORDER BY n DESC, category LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(|row| Ok((row.try_get("category")?, row.try_get("n")?))).collect()
+}
+
 pub async fn list_owned(db: &Db, owner: UserId) -> Result<Vec<Channel>, sqlx::Error> {
     let sql = concat!(channel_select!(), " WHERE c.owner_id = $1 ORDER BY c.id");
     let rows = sqlx::query(sql).bind(owner.0).fetch_all(db.pool()).await?;

@@ -149,6 +149,9 @@ async fn create(
 #[derive(Debug, Deserialize)]
 struct ListQuery {
     live: Option<bool>,
+    /// With `live=true`: only this category / tag.
+    category: Option<String>,
+    tag: Option<String>,
     limit: Option<i64>,
     offset: Option<i64>,
 }
@@ -165,6 +168,14 @@ async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> 
         Some(true) => {
             let live = state.live().live_channels();
             let mut found = super::list_by_ids(state.db(), &live).await?;
+            // Browse: by category and tag (case-insensitive), most watched first.
+            if let Some(category) = query.category.as_deref().filter(|c| !c.is_empty()) {
+                found.retain(|channel| channel.category.eq_ignore_ascii_case(category));
+            }
+            if let Some(tag) = query.tag.as_deref().filter(|t| !t.is_empty()) {
+                found.retain(|channel| channel.tags.iter().any(|t| t.eq_ignore_ascii_case(tag)));
+            }
+            found.sort_by_key(|channel| (std::cmp::Reverse(state.hub().viewers(&channel.name)), channel.id.0));
             let start = usize::try_from(offset).unwrap_or(usize::MAX).min(found.len());
             found.drain(..start);
             found.truncate(limit as usize);

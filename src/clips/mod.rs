@@ -12,6 +12,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 pub use jobs::{MAKE, resume};
+pub use routes::{ClipView, view as public_view};
 
 use crate::app::AppState;
 use crate::auth::{User, UserId};
@@ -150,6 +151,25 @@ pub async fn list(db: &Db, channel: Option<ChannelId>, limit: i64, offset: i64) 
     // Row ids start at 1, so 0 stands for "any channel".
     let channel = channel.map_or(0, |channel| channel.0);
     let rows = sqlx::query(sql).bind(channel).bind(limit).bind(offset).fetch_all(db.pool()).await?;
+    rows.iter().map(clip_from_row).collect()
+}
+
+/// Ready clips whose title matches every term (as a prefix), best first.
+pub async fn search(db: &Db, terms: &[String], limit: i64, offset: i64) -> Result<Vec<Clip>, sqlx::Error> {
+    let sql = match db.backend() {
+        crate::db::Backend::Sqlite => concat!(
+            clip_select!(),
+            " JOIN clips_fts ON clips_fts.rowid = k.id WHERE clips_fts MATCH $1 AND k.status = 'ready' \
+             ORDER BY bm25(clips_fts), k.id DESC LIMIT $2 OFFSET $3"
+        ),
+        crate::db::Backend::Postgres => concat!(
+            clip_select!(),
+            " WHERE k.search @@ to_tsquery('simple', $1) AND k.status = 'ready' \
+             ORDER BY ts_rank(k.search, to_tsquery('simple', $1)) DESC, k.id DESC LIMIT $2 OFFSET $3"
+        ),
+    };
+    let query = db.backend().match_query(terms);
+    let rows = sqlx::query(sql).bind(query).bind(limit).bind(offset).fetch_all(db.pool()).await?;
     rows.iter().map(clip_from_row).collect()
 }
 

@@ -38,7 +38,7 @@ struct Requested {
 }
 
 #[derive(Debug, Serialize)]
-struct ClipView {
+pub struct ClipView {
     id: String,
     channel: String,
     creator: String,
@@ -59,7 +59,7 @@ struct ClipView {
     created_at: i64,
 }
 
-fn view(clip: Clip) -> ClipView {
+pub fn view(clip: Clip) -> ClipView {
     let ready = clip.status == ClipStatus::Ready;
     ClipView {
         playback_url: ready.then(|| format!("/clips/{}/index.m3u8", clip.id)),

@@ -7,6 +7,7 @@ pub mod notifications;
 pub mod profiles;
 #[cfg(test)]
 mod rules;
+pub mod search;
 
 use crate::events::EventName;
 use crate::jobs::Kind;
@@ -86,6 +87,7 @@ pub const MODULES: &[Module] = &[
         views: &[],
         reads: &[],
     },
+    Module { name: "search", dir: "modules/search", level: 3, tables: &[], views: &[], reads: &[] },
 ];
 
 /// Every job kind, for the runner to find a row's handler by name.

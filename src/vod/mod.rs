@@ -7,6 +7,8 @@ pub(crate) mod http;
 pub mod index;
 mod routes;
 
+pub use routes::{VodView, view as public_view};
+
 use aether_vod::playlist::IndexedSegment;
 use axum::Router;
 use serde::{Deserialize, Serialize};
@@ -138,6 +140,25 @@ pub async fn list(
     let channel = channel.map_or(0, |channel| channel.0);
     let rows =
         sqlx::query(sql).bind(channel).bind(i64::from(all)).bind(limit).bind(offset).fetch_all(db.pool()).await?;
+    rows.iter().map(vod_from_row).collect()
+}
+
+/// Public VODs whose title matches every term (as a prefix), best first.
+pub async fn search(db: &Db, terms: &[String], limit: i64, offset: i64) -> Result<Vec<Vod>, sqlx::Error> {
+    let sql = match db.backend() {
+        crate::db::Backend::Sqlite => concat!(
+            vod_select!(),
+            " JOIN vods_fts ON vods_fts.rowid = v.id WHERE vods_fts MATCH $1 AND v.visibility = 'public' \
+             ORDER BY bm25(vods_fts), v.id DESC LIMIT $2 OFFSET $3"
+        ),
+        crate::db::Backend::Postgres => concat!(
+            vod_select!(),
+            " WHERE v.search @@ to_tsquery('simple', $1) AND v.visibility = 'public' \
+             ORDER BY ts_rank(v.search, to_tsquery('simple', $1)) DESC, v.id DESC LIMIT $2 OFFSET $3"
+        ),
+    };
+    let query = db.backend().match_query(terms);
+    let rows = sqlx::query(sql).bind(query).bind(limit).bind(offset).fetch_all(db.pool()).await?;
     rows.iter().map(vod_from_row).collect()
 }
 

@@ -23,7 +23,7 @@ pub fn router() -> Router<AppState> {
 }
 
 #[derive(Debug, Serialize)]
-struct VodView {
+pub struct VodView {
     id: String,
     channel: String,
     title: String,
@@ -36,7 +36,7 @@ struct VodView {
     thumbnail_url: String,
 }
 
-fn view(vod: Vod) -> VodView {
+pub fn view(vod: Vod) -> VodView {
     VodView {
         playback_url: format!("/vod/{}/master.m3u8", vod.id),
         thumbnail_url: format!("/vod/{}/thumbnail.jpg", vod.id),

@@ -176,3 +176,50 @@ pub async fn block(
 pub async fn unblock(conn: &mut AnyConnection, user: UserId, other: UserId) -> Result<bool, sqlx::Error> {
     store::delete_block(conn, user, other).await
 }
+
+/// What lists of users show of each.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserCard {
+    pub username: String,
+    pub display_name: String,
+    pub avatar_url: Option<String>,
+}
+
+/// Users matching a search: the username itself first, then usernames starting with it, then
+/// display names matching every term; at most `limit` after skipping `offset`.
+pub async fn search_users(
+    db: &crate::db::Db,
+    terms: &[String],
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<UserCard>, sqlx::Error> {
+    let want = offset + limit;
+    let mut found: Vec<crate::auth::User> = Vec::new();
+    if terms.len() == 1 {
+        found = crate::auth::accounts::search_usernames(db, &terms[0], want).await?;
+        // The exact name first.
+        found.sort_by_key(|user| user.username != terms[0]);
+    }
+    let mut conn = db.pool().acquire().await?;
+    let by_name = store::search_display_names(&mut conn, db.backend(), terms, want).await?;
+    drop(conn);
+    let extra: Vec<UserId> = by_name.into_iter().filter(|id| !found.iter().any(|u| u.id == *id)).collect();
+    let mut more = crate::auth::accounts::find_by_ids(db, &extra).await?;
+    more.sort_by_key(|user| extra.iter().position(|id| *id == user.id));
+    found.extend(more);
+    let page: Vec<crate::auth::User> = found.into_iter().skip(offset as usize).take(limit as usize).collect();
+    let mut conn = db.pool().acquire().await?;
+    let cards = store::cards(&mut conn, &page.iter().map(|u| u.id).collect::<Vec<_>>()).await?;
+    Ok(page
+        .into_iter()
+        .map(|user| {
+            let card = cards.iter().find(|(id, _, _)| *id == user.id);
+            let display_name = card.map(|(_, name, _)| name.clone()).filter(|name| !name.is_empty());
+            UserCard {
+                avatar_url: card.and_then(|(_, _, at)| *at).map(|at| format!("/u/{}/avatar.jpg?v={at}", user.username)),
+                display_name: display_name.unwrap_or_else(|| user.username.clone()),
+                username: user.username,
+            }
+        })
+        .collect())
+}

@@ -367,3 +367,45 @@ pub(super) async fn finish_export(
         .await?;
     Ok(())
 }
+
+/// Users whose display name matches every term (as a prefix), best first.
+pub(super) async fn search_display_names(
+    conn: &mut AnyConnection,
+    backend: crate::db::Backend,
+    terms: &[String],
+    limit: i64,
+) -> Result<Vec<UserId>, sqlx::Error> {
+    let sql = match backend {
+        crate::db::Backend::Sqlite => {
+            "SELECT rowid AS user_id FROM profiles_fts WHERE profiles_fts MATCH $1 ORDER BY bm25(profiles_fts) LIMIT $2"
+        }
+        crate::db::Backend::Postgres => {
+            "SELECT user_id FROM profiles WHERE search @@ to_tsquery('simple', $1) \
+             ORDER BY ts_rank(search, to_tsquery('simple', $1)) DESC LIMIT $2"
+        }
+    };
+    let rows = sqlx::query(sql).bind(backend.match_query(terms)).bind(limit).fetch_all(conn).await?;
+    rows.iter().map(|row| Ok(UserId(row.try_get("user_id")?))).collect()
+}
+
+/// Display names and picture versions of `users` (search results, lists).
+pub(super) async fn cards(
+    conn: &mut AnyConnection,
+    users: &[UserId],
+) -> Result<Vec<(UserId, String, Option<i64>)>, sqlx::Error> {
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT user_id, display_name, avatar_at FROM profiles WHERE user_id IN ({})",
+        placeholders(1, users.len())
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for user in users {
+        query = query.bind(user.0);
+    }
+    let rows = query.fetch_all(conn).await?;
+    rows.iter()
+        .map(|row| Ok((UserId(row.try_get("user_id")?), row.try_get("display_name")?, row.try_get("avatar_at")?)))
+        .collect()
+}
