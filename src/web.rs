@@ -31,6 +31,8 @@ pub fn router() -> Router<AppState> {
         .route("/verify-email", get(page))
         .route("/notifications", get(page))
         .route("/following", get(page))
+        .route("/search", get(page))
+        .route("/browse", get(page))
         .route("/settings", get(page))
         .route("/settings/{section}", get(page))
         .route("/u/{username}", get(page))

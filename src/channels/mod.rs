@@ -30,6 +30,7 @@ pub const RESERVED_NAMES: &[&str] = &[
     "assets",
     "auth",
     "certificates",
+    "browse",
     "channel",
     "channels",
     "checkout",

@@ -158,6 +158,30 @@ test('the owner sees the new follower in their notifications', async () => {
 });
 
 
+test('search finds the channel from the header box, hostile text is only text, and browse lists it under its category', async () => {
+  await api(server, 'PATCH', `/api/v1/channels/${CHANNEL}`, { category: 'Cooking', tags: ['bread'] }, owner.token);
+  const context = await browser.newContext();
+  const home = await page(context, '/');
+  await home.getByRole('searchbox', { name: 'Search' }).first().fill('going liv');
+  await home.getByRole('searchbox', { name: 'Search' }).first().press('Enter');
+  await home.waitForURL((url) => url.pathname === '/search');
+  await home.getByTestId('results-channels').getByText(CHANNEL).first().waitFor();
+  await home.screenshot({ path: join(shots, 'search.png') });
+  const box = home.getByRole('searchbox', { name: 'Search' }).last();
+  await box.fill('"* NEAR( :* \\');
+  await home.waitForURL((url) => url.search.includes('NEAR'));
+  await home.getByText('Nothing else matches').waitFor();
+  assert.equal(await home.getByTestId('results-channels').count(), 0);
+
+  await home.getByRole('link', { name: 'Browse' }).click();
+  await home.waitForURL((url) => url.pathname === '/browse');
+  await home.getByRole('navigation', { name: 'Categories' }).getByRole('link', { name: /Cooking/ }).click();
+  await home.waitForURL((url) => url.search.includes('category=Cooking'));
+  await home.getByTestId('browse').getByText(CHANNEL).first().waitFor();
+  await home.screenshot({ path: join(shots, 'browse.png') });
+  await context.close();
+});
+
 // A 2x2 PNG.
 const PNG = Buffer.from(
   'iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAEElEQVR4nGM4YRQFRAwQCgAm9gVRSPyatQAAAABJRU5ErkJggg==',

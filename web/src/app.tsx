@@ -17,6 +17,8 @@ import { ForgotPasswordPage, LoginPage, ResetPasswordPage, SignupPage, VerifyEma
 import { FollowingPage } from './pages/following';
 import { NotificationsPage } from './pages/notifications';
 import { SettingsPage } from './pages/settings';
+import { SearchPage } from './pages/search';
+import { BrowsePage } from './pages/browse';
 import { currentUser, route } from './state';
 import { toast } from './toast';
 
@@ -63,6 +65,8 @@ const routes: Route[] = [
   [/^\/dashboard$/, legacy(dashboardPage)],
   [/^\/notifications$/, plain(NotificationsPage)],
   [/^\/following$/, plain(FollowingPage)],
+  [/^\/search$/, plain(SearchPage)],
+  [/^\/browse$/, plain(BrowsePage)],
   [/^\/settings(?:\/[a-z]+)?$/, plain(SettingsPage)],
   [/^\/u\/([a-z0-9_]{3,25})$/, (name) => <ProfilePage username={name} />],
   [/^\/vod\/([0-9A-Za-z]+)$/, legacy(vodPage)],
@@ -97,6 +101,13 @@ async function logout(): Promise<void> {
   navigate('/');
 }
 
+function search(event: Event): void {
+  event.preventDefault();
+  const input = (event.currentTarget as HTMLFormElement).elements.namedItem('q') as HTMLInputElement;
+  navigate(`/search?q=${encodeURIComponent(input.value.trim())}`);
+  input.value = '';
+}
+
 export function Header() {
   useEffect(() => {
     void me().catch(() => setMe(null));
@@ -108,6 +119,10 @@ export function Header() {
       <Link href="/" class="brand">
         Aether
       </Link>
+      <Link href="/browse">Browse</Link>
+      <form role="search" class="top-search" onSubmit={search}>
+        <input type="search" name="q" aria-label="Search" placeholder="Search" />
+      </form>
       <span class="spacer" />
       {user === undefined ? null : user ? (
         <>
