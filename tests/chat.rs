@@ -25,7 +25,52 @@ on_both_backends!(
     moderation_is_for_the_owner_moderators_and_admins_and_bans_persist,
     a_reconnecting_client_recovers_what_it_missed,
     presence_reaches_the_room_and_the_channel_api,
+    followers_only_chat_needs_a_follow_old_enough,
 );
+
+async fn followers_only_chat_needs_a_follow_old_enough(backend: Backend) {
+    let Some(app) = chat_app(backend).await else { return };
+    let owner = app.signup("fanclub").await;
+    app.create_channel(&owner, "fanclub_tv").await;
+    let newcomer = app.signup("newcomer").await;
+    let mut owner_ws = Ws::connect(&app, Some(&owner)).await;
+    owner_ws.join("fanclub_tv").await;
+    let mut ws = Ws::connect(&app, Some(&newcomer)).await;
+    ws.join("fanclub_tv").await;
+
+    owner_ws.send(json!({"type": "followers_only", "room": "fanclub_tv", "minutes": 0})).await;
+    assert_eq!(ws.next("notice").await["text"], "followers-only mode: followers may chat");
+    ws.send(json!({"type": "send", "room": "fanclub_tv", "text": "hi?"})).await;
+    let refused = ws.next("error").await;
+    assert_eq!(refused["code"], "followers_only", "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("follow the channel"));
+    owner_ws.say("fanclub_tv", "the owner always may").await;
+
+    app.send(reqwest::Method::PUT, "/api/v1/channels/fanclub_tv/follow", Some(&newcomer), Value::Null).await;
+    // A missing follow is trusted only a moment: soon after following, the follower may chat.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    ws.say("fanclub_tv", "followed now").await;
+
+    owner_ws.send(json!({"type": "followers_only", "room": "fanclub_tv", "minutes": 10})).await;
+    ws.next("notice").await;
+    ws.send(json!({"type": "send", "room": "fanclub_tv", "text": "still too new"})).await;
+    let refused = ws.next("error").await;
+    assert_eq!(refused["code"], "followers_only");
+    assert!(refused["message"].as_str().unwrap().contains("in 10 min"), "{refused}");
+    // Moderators only may change it; too long is refused.
+    ws.send(json!({"type": "followers_only", "room": "fanclub_tv", "minutes": null})).await;
+    assert_eq!(ws.next("error").await["code"], "forbidden");
+    owner_ws.send(json!({"type": "followers_only", "room": "fanclub_tv", "minutes": 200000})).await;
+    assert_eq!(owner_ws.next("error").await["code"], "bad_request");
+
+    owner_ws.send(json!({"type": "followers_only", "room": "fanclub_tv", "minutes": null})).await;
+    assert_eq!(ws.next("notice").await["text"], "followers-only mode is off");
+    ws.say("fanclub_tv", "anyone again").await;
+    let (_, log) = app.get("/api/v1/channels/fanclub_tv/moderation-log", Some(&owner)).await;
+    let actions: Vec<&str> = log["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["followers_only", "followers_only", "followers_only"]);
+    app.stop().await;
+}
 
 async fn the_protocol_works_end_to_end_and_bad_frames_keep_the_socket_open(backend: Backend) {
     let Some(app) = chat_app(backend).await else { return };

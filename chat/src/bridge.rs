@@ -81,6 +81,10 @@ pub enum RemoteEvent {
         seconds: u64,
         notice: String,
     },
+    FollowersOnly {
+        minutes: Option<u64>,
+        notice: String,
+    },
     Moderator {
         user: String,
         moderator: bool,

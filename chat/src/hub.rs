@@ -46,11 +46,27 @@ pub struct RoomSeed {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModerationAction {
-    Delete { id: String, author: Option<String> },
-    Timeout { user: String, seconds: u64 },
-    Ban { user: String },
-    Unban { user: String },
-    Slow { seconds: u64 },
+    Delete {
+        id: String,
+        author: Option<String>,
+    },
+    Timeout {
+        user: String,
+        seconds: u64,
+    },
+    Ban {
+        user: String,
+    },
+    Unban {
+        user: String,
+    },
+    Slow {
+        seconds: u64,
+    },
+    /// Followers-only mode: `Some(minutes)` of following needed to chat, `None` off.
+    FollowersOnly {
+        minutes: Option<u64>,
+    },
 }
 
 /// One moderation action, for the audit log (and the ban list).
@@ -68,6 +84,12 @@ pub trait Directory: Send + Sync + 'static {
     /// `Ok(None)`: there is no such room.
     fn load_room(&self, room: String) -> BoxFuture<Result<Option<RoomSeed>, String>>;
     fn record(&self, record: ModerationRecord) -> BoxFuture<()>;
+    /// Since when (unix ms) user `user` follows the channel of `room`; `None` when they do not.
+    /// Asked in followers-only mode, at most once a minute per user and room.
+    fn followed_since(&self, room: String, user: i64) -> BoxFuture<Result<Option<i64>, String>> {
+        let _ = (room, user);
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// Why the server closed a connection.

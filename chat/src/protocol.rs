@@ -44,6 +44,11 @@ pub enum ClientFrame {
         room: String,
         seconds: u64,
     },
+    /// Only followers of at least `minutes` may chat; `null` turns it off.
+    FollowersOnly {
+        room: String,
+        minutes: Option<u64>,
+    },
 }
 
 /// Every error code a client can receive.
@@ -69,6 +74,8 @@ pub enum ErrorCode {
     TimedOut,
     /// Slow mode: wait before sending again.
     SlowMode,
+    /// Followers-only mode: follow the channel (for long enough) to chat.
+    FollowersOnly,
     /// Empty after trimming, or longer than `chat.max_message_chars`.
     InvalidMessage,
     TooManyRooms,

@@ -28,6 +28,9 @@ pub struct Session {
     window_start: Instant,
 }
 
+/// The longest follow age followers-only mode may ask for: 90 days.
+const MAX_FOLLOW_MINUTES: u64 = 90 * 24 * 60;
+
 /// The room of the signed-in user's own messages from the server.
 pub const PERSONAL_ROOM: &str = "@me";
 
@@ -132,6 +135,12 @@ impl Session {
             }
             ClientFrame::Unban { room, user } => {
                 self.moderate(room, ModerationAction::Unban { user: user.to_ascii_lowercase() }).await
+            }
+            ClientFrame::FollowersOnly { room, minutes } => {
+                if minutes.is_some_and(|minutes| minutes > MAX_FOLLOW_MINUTES) {
+                    return self.refuse(ErrorCode::BadRequest, "followers-only is 0 minutes to 90 days (null: off)");
+                }
+                self.moderate(room, ModerationAction::FollowersOnly { minutes }).await
             }
             ClientFrame::Slow { room, seconds } => {
                 if seconds > MAX_SLOW_SECS {

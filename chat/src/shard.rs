@@ -76,6 +76,12 @@ pub enum Command {
         room: String,
         seed: Result<Option<RoomSeed>, String>,
     },
+    /// The directory's answer to "since when does `user` follow this room's channel?".
+    FollowChecked {
+        room: String,
+        user: i64,
+        since: Result<Option<i64>, String>,
+    },
     /// A message of this node's member got its id from the bridge (`None`: Redis unavailable,
     /// use a local id).
     Delivered {
@@ -107,6 +113,7 @@ impl Command {
             | Command::SetModerator { room, .. }
             | Command::SetBanned { room, .. }
             | Command::Loaded { room, .. }
+            | Command::FollowChecked { room, .. }
             | Command::Delivered { message: PendingMessage { room, .. }, .. }
             | Command::Remote { room, .. }
             | Command::RemotePresence { room, .. } => room,
@@ -136,6 +143,15 @@ struct Room {
     timeouts: HashMap<String, Instant>,
     slow: Duration,
     last_sent: HashMap<String, Instant>,
+    /// Followers-only mode: how long one must have followed to chat (`None`: off).
+    followers_only: Option<Duration>,
+    /// Since when users follow (unix ms, `None`: they do not), as the directory said, and when
+    /// it said it: kept `FOLLOW_CACHE` long.
+    follows: HashMap<i64, (Option<i64>, Instant)>,
+    /// Messages waiting for their sender's follow to be looked up.
+    awaiting: Vec<AwaitingSend>,
+    /// Users to look up (drained by the shard).
+    lookups: Vec<i64>,
     presence_sent: (usize, usize),
     /// The set of users changed since the bridge was last told.
     users_changed: bool,
@@ -156,6 +172,21 @@ struct Room {
     origin: tokio::time::Instant,
     /// In the shard's list of rooms to flush.
     flush_listed: bool,
+}
+
+/// How long a looked-up follow is trusted; a missing one only briefly, so that someone who
+/// just followed may chat a moment later.
+const FOLLOW_CACHE: Duration = Duration::from_secs(60);
+const NO_FOLLOW_CACHE: Duration = Duration::from_secs(2);
+/// Messages a room holds while follows are looked up; more are refused as busy.
+const MAX_AWAITING: usize = 1000;
+
+struct AwaitingSend {
+    conn: ConnId,
+    user: Arc<ChatUser>,
+    text: String,
+    nonce: Option<String>,
+    queued: Instant,
 }
 
 struct Joined {
@@ -304,8 +335,18 @@ impl Shard {
             Some(Slot::Ready(room)) => {
                 let record = room.handle(command, self.bridge.as_ref());
                 room.list_for_flush(&name, &mut self.dirty);
+                let lookups = std::mem::take(&mut room.lookups);
                 if let Some(record) = record {
                     self.persist(record);
+                }
+                for user in lookups {
+                    let (directory, queue, room) = (self.directory.clone(), self.own_queue.clone(), name.clone());
+                    self.tasks.spawn(async move {
+                        let since = directory.followed_since(room.clone(), user).await;
+                        if let Some(queue) = queue.upgrade() {
+                            let _ = queue.send(Command::FollowChecked { room, user, since }).await;
+                        }
+                    });
                 }
             }
             Some(Slot::Loading(waiting)) => {
@@ -365,6 +406,10 @@ impl Shard {
             timeouts: HashMap::new(),
             slow: Duration::ZERO,
             last_sent: HashMap::new(),
+            followers_only: None,
+            follows: HashMap::new(),
+            awaiting: Vec::new(),
+            lookups: Vec::new(),
             presence_sent: (0, 0),
             remote_presence: (0, 0),
             empty_since: None,
@@ -467,9 +512,65 @@ impl Room {
             }
             Command::Remote { event, id, .. } => self.remote(event, id),
             Command::RemotePresence { count, users, .. } => self.remote_presence = (count, users),
+            Command::FollowChecked { user, since, .. } => self.follow_checked(user, since, bridge),
             Command::Loaded { .. } => {}
         }
         None
+    }
+
+    /// A follow looked up: remembered, and the messages that waited for it go on (or are
+    /// refused).
+    fn follow_checked(&mut self, user: i64, since: Result<Option<i64>, String>, bridge: Option<&Bridge>) {
+        let since = match since {
+            Ok(since) => since,
+            Err(error) => {
+                tracing::warn!(room = %self.name, %error, "looking up a follow failed");
+                for waiting in self.awaiting.iter().filter(|w| w.user.id == user) {
+                    if let Some(member) = self.member(waiting.conn) {
+                        reply(
+                            member,
+                            protocol::error(ErrorCode::Unavailable, "cannot check your follow right now; try again"),
+                        );
+                    }
+                }
+                self.awaiting.retain(|w| w.user.id != user);
+                return;
+            }
+        };
+        self.follows.insert(user, (since, Instant::now()));
+        let (ready, rest): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.awaiting).into_iter().partition(|w| w.user.id == user);
+        self.awaiting = rest;
+        for AwaitingSend { conn, user, text, nonce, queued } in ready {
+            self.send(conn, user, text, nonce, queued, bridge);
+        }
+    }
+
+    /// In followers-only mode: `Ok(true)` when `user` may chat, `Ok(false)` when their follow
+    /// is being looked up (the message waits), `Err` with the refusal otherwise.
+    fn followers_only_check(&mut self, user: &ChatUser, now: Instant) -> Result<bool, String> {
+        let Some(needed) = self.followers_only else { return Ok(true) };
+        let fresh = |(since, at): &&(Option<i64>, Instant)| {
+            now.saturating_duration_since(*at) < if since.is_some() { FOLLOW_CACHE } else { NO_FOLLOW_CACHE }
+        };
+        match self.follows.get(&user.id).filter(fresh) {
+            Some((None, _)) => Err("followers-only chat: follow the channel to chat".to_owned()),
+            Some((Some(since), _)) => {
+                let followed = Duration::from_millis(now_ms().saturating_sub(*since).max(0) as u64);
+                if followed >= needed {
+                    Ok(true)
+                } else {
+                    let left = (needed - followed).as_secs().div_ceil(60).max(1);
+                    Err(format!("followers-only chat: you can chat in {left} min"))
+                }
+            }
+            None => {
+                if !self.lookups.contains(&user.id) && !self.awaiting.iter().any(|w| w.user.id == user.id) {
+                    self.lookups.push(user.id);
+                }
+                Ok(false)
+            }
+        }
     }
 
     fn set_moderator(&mut self, user: String, moderator: bool) {
@@ -517,6 +618,10 @@ impl Room {
                 self.slow = Duration::from_secs(seconds.min(MAX_SLOW_SECS));
                 let frame = protocol::notice(&self.name, &notice);
                 self.broadcast(&frame);
+            }
+            RemoteEvent::FollowersOnly { minutes, notice } => {
+                self.followers_only = minutes.map(|minutes| Duration::from_secs(minutes * 60));
+                self.broadcast(&protocol::notice(&self.name, &notice));
             }
             RemoteEvent::Moderator { user, moderator } => self.set_moderator(user, moderator),
         }
@@ -634,6 +739,27 @@ impl Room {
         if let Some((code, message)) = refusal {
             reply(sender, protocol::error(code, &message));
             return;
+        }
+        if !privileged {
+            match self.followers_only_check(&user, now) {
+                Ok(true) => {}
+                Ok(false) if self.awaiting.len() < MAX_AWAITING => {
+                    self.awaiting.push(AwaitingSend { conn, user, text, nonce, queued });
+                    return;
+                }
+                Ok(false) => {
+                    if let Some(member) = self.member(conn) {
+                        reply(member, protocol::error(ErrorCode::Unavailable, "the room is busy; try again"));
+                    }
+                    return;
+                }
+                Err(message) => {
+                    if let Some(member) = self.member(conn) {
+                        reply(member, protocol::error(ErrorCode::FollowersOnly, &message));
+                    }
+                    return;
+                }
+            }
         }
         let badges = self.badges(&user);
         if !self.slow.is_zero() {
@@ -947,6 +1073,13 @@ impl Room {
                 self.publish(bridge, RemoteEvent::Unban { user: user.clone(), notice });
                 ModerationAction::Unban { user }
             }
+            ModerationAction::FollowersOnly { minutes } => {
+                self.followers_only = minutes.map(|minutes| Duration::from_secs(minutes * 60));
+                let notice = followers_only_notice(minutes);
+                self.broadcast(&protocol::notice(&self.name, &notice));
+                self.publish(bridge, RemoteEvent::FollowersOnly { minutes, notice });
+                ModerationAction::FollowersOnly { minutes }
+            }
             ModerationAction::Slow { seconds } => {
                 let seconds = seconds.min(MAX_SLOW_SECS);
                 self.slow = Duration::from_secs(seconds);
@@ -969,5 +1102,13 @@ impl Room {
             action: recorded,
             at_ms: now_ms(),
         })
+    }
+}
+
+fn followers_only_notice(minutes: Option<u64>) -> String {
+    match minutes {
+        None => "followers-only mode is off".to_owned(),
+        Some(0) => "followers-only mode: followers may chat".to_owned(),
+        Some(minutes) => format!("followers-only mode: followers of at least {minutes} min may chat"),
     }
 }

@@ -61,6 +61,10 @@ async fn record(db: Db, record: ModerationRecord) -> Result<(), sqlx::Error> {
         ModerationAction::Ban { user } => ("ban", Some(user.clone()), None),
         ModerationAction::Unban { user } => ("unban", Some(user.clone()), None),
         ModerationAction::Slow { seconds } => ("slow", None, Some(format!("{seconds} s"))),
+        ModerationAction::FollowersOnly { minutes: Some(minutes) } => {
+            ("followers_only", None, Some(format!("{minutes} min")))
+        }
+        ModerationAction::FollowersOnly { minutes: None } => ("followers_only", None, Some("off".to_owned())),
     };
     let mut tx = db.write().await?;
     sqlx::query(
@@ -135,10 +139,28 @@ pub(super) async fn store_ban(db: &Db, channel: i64, actor: i64, user: i64, deta
     tx.commit().await
 }
 
+/// Since when `user` follows the channel of `room` (the profiles module's `follow_edges` view).
+async fn followed_since(db: Db, room: String, user: i64) -> Result<Option<i64>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT f.created_at FROM follow_edges f JOIN channel_names c ON c.id = f.channel_id \
+         WHERE c.name = $1 AND f.user_id = $2",
+    )
+    .bind(room)
+    .bind(user)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|row| row.try_get("created_at")).transpose()
+}
+
 impl Directory for ChatDirectory {
     fn load_room(&self, room: String) -> BoxFuture<Result<Option<RoomSeed>, String>> {
         let db = self.db.clone();
         Box::pin(async move { load(db, room).await.map_err(|error| error.to_string()) })
+    }
+
+    fn followed_since(&self, room: String, user: i64) -> BoxFuture<Result<Option<i64>, String>> {
+        let db = self.db.clone();
+        Box::pin(async move { followed_since(db, room, user).await.map_err(|error| error.to_string()) })
     }
 
     fn record(&self, moderation: ModerationRecord) -> BoxFuture<()> {

@@ -234,6 +234,30 @@ test('the dashboard shows the channel live with its bitrate, and the owner’s d
   await dashboard.screenshot({ path: join(shots, 'dashboard.png'), fullPage: true });
 });
 
+test('followers-only chat from the dashboard: a viewer who follows may chat a moment later', async () => {
+  // The chatter was banned above: unban first, over the socket.
+  const ws = new WebSocket(`${server.url.replace('http', 'ws')}/ws?token=${owner.token}`);
+  await new Promise((done, fail) => (ws.once('open', done), ws.once('error', fail)));
+  ws.send(JSON.stringify({ type: 'join', room: CHANNEL }));
+  ws.send(JSON.stringify({ type: 'unban', room: CHANNEL, user: 'e2e_chatter' }));
+  await viewer.locator('.chat-log li.notice', { hasText: /unbanned/ }).waitFor({ timeout: 10000 });
+  ws.close();
+  await dashboard.getByLabel('Followers-only').selectOption({ label: 'Any follower' });
+  await viewer.locator('.chat-log li.notice', { hasText: 'followers-only mode: followers may chat' }).waitFor({ timeout: 10000 });
+  await chatter.getByLabel('Chat message', { exact: true }).fill('may I?');
+  await chatter.getByLabel('Chat message', { exact: true }).press('Enter');
+  await chatter.locator('.toast.error', { hasText: 'follow the channel' }).waitFor({ timeout: 5000 });
+  await chatter.getByRole('button', { name: 'Follow' }).click();
+  await chatter.getByRole('button', { name: 'Unfollow' }).waitFor();
+  await new Promise((done) => setTimeout(done, 2200));
+  const text = `following now ${Date.now()}`;
+  await chatter.getByLabel('Chat message', { exact: true }).fill(text);
+  await chatter.getByLabel('Chat message', { exact: true }).press('Enter');
+  await viewer.locator('.chat-log li.msg', { hasText: text }).waitFor({ timeout: 10000 });
+  await dashboard.getByLabel('Followers-only').selectOption({ label: 'Off' });
+  await viewer.locator('.chat-log li.notice', { hasText: 'followers-only mode is off' }).waitFor({ timeout: 10000 });
+});
+
 test('the dashboard edits the stream info and the moderators; a moderator’s timeout is enforced', async () => {
   await dashboard.getByLabel('Title').fill('Renamed live');
   await dashboard.getByLabel('Category').fill('Science');
@@ -255,13 +279,7 @@ test('the dashboard edits the stream info and the moderators; a moderator’s ti
   await dashboard.getByRole('button', { name: 'Remove e2e_mod as moderator' }).click();
   await dashboard.getByText('No moderators yet.').waitFor();
 
-  // A timeout from the message menu (the chatter was banned above: unban first, over the socket).
-  const ws = new WebSocket(`${server.url.replace('http', 'ws')}/ws?token=${owner.token}`);
-  await new Promise((done, fail) => (ws.once('open', done), ws.once('error', fail)));
-  ws.send(JSON.stringify({ type: 'join', room: CHANNEL }));
-  ws.send(JSON.stringify({ type: 'unban', room: CHANNEL, user: 'e2e_chatter' }));
-  await viewer.locator('.chat-log li.notice', { hasText: /unbanned/ }).waitFor({ timeout: 10000 });
-  ws.close();
+  // A timeout from the message menu (the followers-only test unbanned the chatter).
   await moderateFromDashboard(`before the timeout ${Date.now()}`, 'Time out 10 minutes');
   await viewer.locator('.chat-log li.notice', { hasText: /timed out/ }).waitFor({ timeout: 10000 });
   await chatter.getByLabel('Chat message', { exact: true }).fill('still here?');
@@ -320,7 +338,7 @@ test('every form control on the pages has an accessible name', async () => {
       [...document.querySelectorAll('input, select, textarea, button')]
         .filter((el) => !el.closest('[hidden]'))
         .filter((el) => {
-          const labelled = el.getAttribute('aria-label') || (el.id && document.querySelector(`label[for="${el.id}"]`));
+          const labelled = el.getAttribute('aria-label') || el.closest('label') || (el.id && document.querySelector(`label[for="${el.id}"]`));
           return !labelled && !(el.tagName === 'BUTTON' && el.textContent.trim());
         })
         .map((el) => el.outerHTML.slice(0, 80)),

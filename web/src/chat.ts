@@ -40,11 +40,14 @@ export interface ChatOptions {
 
 export interface ChatPanel {
   el: HTMLElement;
+  /// Sends a frame of the protocol (moderation: slow mode, followers-only); false when not
+  /// connected.
+  command(frame: object): boolean;
   destroy(): void;
 }
 
 const KEEP = 300; // messages kept on screen
-const ERRORS_THAT_KEEP_TEXT = new Set(['rate_limited', 'slow_mode', 'timed_out', 'banned', 'invalid_message']);
+const ERRORS_THAT_KEEP_TEXT = new Set(['rate_limited', 'slow_mode', 'timed_out', 'banned', 'invalid_message', 'followers_only']);
 
 export function chatPanel(options: ChatOptions): ChatPanel {
   const { room } = options;
@@ -267,6 +270,7 @@ export function chatPanel(options: ChatOptions): ChatPanel {
 
   return {
     el,
+    command: sendFrame,
     destroy() {
       closed = true;
       window.clearTimeout(retryTimer);

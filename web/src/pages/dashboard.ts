@@ -3,7 +3,9 @@
 // recordings and clips.
 
 import { api, ApiError, me, serverInfo, type Channel, type Clip, type ServerInfo, type Visibility, type Vod } from '../api';
+import { h as jsx, render as mount } from 'preact';
 import { chatPanel } from '../chat';
+import { ChatModes } from '../components/chatmodes';
 import { formatDuration, h, link, timeAgo } from '../dom';
 import { createPlayer, type Player } from '../player';
 import { toast } from '../toast';
@@ -313,13 +315,15 @@ async function channelDashboard(main: HTMLElement, initial: Channel, info: Serve
   };
 
   const chat = chatPanel({ room: channel.name, signedIn: true, maxChars: info.chat.max_message_chars });
+  const modes = h('div');
+  mount(jsx(ChatModes, { room: channel.name, command: chat.command }), modes);
 
   main.append(
     h(
       'div',
       { class: 'dashboard' },
       h('div', { class: 'dash-col' }, status, obs, card('Stream info', edit), card('Moderators', modList, modForm)),
-      h('div', { class: 'dash-col' }, chat.el, card('Recordings', vodList), card('Clips', clipList)),
+      h('div', { class: 'dash-col' }, chat.el, card('Chat modes', modes), card('Recordings', vodList), card('Clips', clipList)),
     ),
   );
 
@@ -365,5 +369,6 @@ async function channelDashboard(main: HTMLElement, initial: Channel, info: Serve
     window.clearInterval(poll);
     player?.destroy();
     chat.destroy();
+    mount(null, modes);
   };
 }
