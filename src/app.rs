@@ -180,12 +180,13 @@ impl App {
         };
         let tasks = TaskTracker::new();
         let stopping = CancellationToken::new();
-        let directory = Arc::new(ChatDirectory::new(db.clone()));
+        let jobs = crate::jobs::Jobs::default();
+        let directory = Arc::new(ChatDirectory::new(db.clone(), jobs.clone()));
         let hub = Hub::start(config.chat.clone(), directory, config.redis.url.clone(), &tasks, stopping.clone());
         let inner = Inner {
             storage,
             archive,
-            jobs: crate::jobs::Jobs::default(),
+            jobs,
             mail: crate::email::Transport::default(),
             transcoding,
             rtmp_port: rtmp.local_addr().context("the RTMP listener's address")?.port(),

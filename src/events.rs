@@ -26,6 +26,9 @@ pub enum Event {
     /// A user followed a channel for the first time (a follow after an unfollow is new again).
     #[serde(rename = "user.followed")]
     UserFollowed { follower: i64, channel_id: i64 },
+    /// A chat message named users with `@name`.
+    #[serde(rename = "chat.mention")]
+    ChatMention { room: String, from: String, message_id: String, text: String, users: Vec<String> },
 }
 
 impl Event {
@@ -34,6 +37,7 @@ impl Event {
             Event::StreamStarted { .. } => "stream.started",
             Event::StreamEnded { .. } => "stream.ended",
             Event::UserFollowed { .. } => "user.followed",
+            Event::ChatMention { .. } => "chat.mention",
         }
     }
 
@@ -42,6 +46,7 @@ impl Event {
         match self {
             Event::StreamStarted { session_id, .. } | Event::StreamEnded { session_id, .. } => session_id.to_string(),
             Event::UserFollowed { follower, channel_id } => format!("{follower}:{channel_id}"),
+            Event::ChatMention { room, message_id, .. } => format!("{room}:{message_id}"),
         }
     }
 }

@@ -18,7 +18,33 @@ on_both_backends!(
     the_me_room_is_for_signed_in_users_and_carries_no_chat,
     go_live_reaches_each_willing_follower_once_across_a_reconnect,
     the_go_live_fan_out_pages_through_followers_and_resumes,
+    a_mention_in_chat_tells_the_user_named_unless_they_blocked_the_sender,
 );
+
+async fn a_mention_in_chat_tells_the_user_named_unless_they_blocked_the_sender(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let owner = app.signup("hostess").await;
+    app.create_channel(&owner, "hostess_tv").await;
+    let talker = app.signup("talker").await;
+    let named = app.signup("named").await;
+    let guarded = app.signup("guarded").await;
+    app.send(Method::PUT, "/api/v1/users/talker/block", Some(&guarded), Value::Null).await;
+    let mut bell = Ws::connect(&app, Some(&named)).await;
+    bell.join("@me").await;
+    let mut chat = Ws::connect(&app, Some(&talker)).await;
+    chat.join("hostess_tv").await;
+    chat.say("hostess_tv", "hey @Named and @guarded, and me @talker, mail x@named.com").await;
+    let frame = bell.next("notification").await;
+    assert_eq!(frame["notification"]["kind"], "mention", "{frame}");
+    assert_eq!(frame["notification"]["data"]["from"], "talker");
+    assert_eq!(frame["notification"]["data"]["room"], "hostess_tv");
+    aether::jobs::run_pending(&app.state).await;
+    let mentions = |items: Vec<Value>| items.into_iter().filter(|n| n["kind"] == "mention").count();
+    assert_eq!(mentions(notifications(&app, &named).await), 1, "once, though named twice (once in an address)");
+    assert_eq!(mentions(notifications(&app, &guarded).await), 0, "they blocked the sender");
+    assert_eq!(mentions(notifications(&app, &talker).await), 0, "not oneself");
+    app.stop().await;
+}
 
 async fn follow(app: &TestApp, channel: &str, token: &str) {
     let (status, body) =

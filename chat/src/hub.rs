@@ -79,11 +79,50 @@ pub struct ModerationRecord {
     pub at_ms: i64,
 }
 
+/// A message of this node's that names users with `@name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mention {
+    pub room: String,
+    /// The sender's username.
+    pub from: String,
+    pub message_id: String,
+    pub text: String,
+    /// Usernames named (lowercase, at most 5, not the sender).
+    pub users: Vec<String>,
+}
+
+/// The usernames a message names with `@name` (3 to 25 of `a-z 0-9 _`, any case), at most 5
+/// distinct ones, the sender left out.
+pub fn mentioned_users(text: &str, sender: &str) -> Vec<String> {
+    let mut users: Vec<String> = Vec::new();
+    for (at, _) in text.match_indices('@') {
+        let name: String = text[at + 1..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect::<String>()
+            .to_ascii_lowercase();
+        let before = text[..at].chars().next_back();
+        let standalone = before.is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+        if standalone && (3..=25).contains(&name.len()) && name != sender && !users.contains(&name) {
+            users.push(name);
+            if users.len() == 5 {
+                break;
+            }
+        }
+    }
+    users
+}
+
 /// The server's side of chat: which rooms exist and who runs them, and where moderation is kept.
 pub trait Directory: Send + Sync + 'static {
     /// `Ok(None)`: there is no such room.
     fn load_room(&self, room: String) -> BoxFuture<Result<Option<RoomSeed>, String>>;
     fn record(&self, record: ModerationRecord) -> BoxFuture<()>;
+    /// A message named users (called off the hot path, once per message, by the sender's node).
+    fn mentioned(&self, mention: Mention) -> BoxFuture<()> {
+        let _ = mention;
+        Box::pin(async {})
+    }
     /// Since when (unix ms) user `user` follows the channel of `room`; `None` when they do not.
     /// Asked in followers-only mode, at most once a minute per user and room.
     fn followed_since(&self, room: String, user: i64) -> BoxFuture<Result<Option<i64>, String>> {
@@ -480,5 +519,19 @@ impl Hub {
         }
         let rate = config.user_messages_per_second;
         buckets.entry(user).or_insert_with(|| TokenBucket::new(rate, rate * 2.0, now)).take(now)
+    }
+}
+
+#[cfg(test)]
+mod mention_tests {
+    use super::mentioned_users;
+
+    #[test]
+    fn mentions_are_standalone_at_names_without_the_sender() {
+        assert_eq!(mentioned_users("hi @Alice and @bob_2!", "carol"), ["alice", "bob_2"]);
+        assert_eq!(mentioned_users("mail me at x@example.com", "carol"), Vec::<String>::new());
+        assert_eq!(mentioned_users("@carol @ab @alice @alice", "carol"), ["alice"]);
+        let many = "@aaa @bbb @ccc @ddd @eee @fff @ggg";
+        assert_eq!(mentioned_users(many, "x").len(), 5);
     }
 }

@@ -16,7 +16,7 @@ pub mod wire;
 
 pub use config::ChatConfig;
 pub use hub::{
-    BoxFuture, ChatUser, CloseReason, ConnId, Control, Directory, Hub, Member, ModerationAction, ModerationRecord,
-    RoomSeed,
+    BoxFuture, ChatUser, CloseReason, ConnId, Control, Directory, Hub, Member, Mention, ModerationAction,
+    ModerationRecord, RoomSeed, mentioned_users,
 };
 pub use session::Session;

@@ -152,6 +152,8 @@ struct Room {
     awaiting: Vec<AwaitingSend>,
     /// Users to look up (drained by the shard).
     lookups: Vec<i64>,
+    /// This node's messages that name users (drained by the shard, handed to the directory).
+    mentions: Vec<crate::hub::Mention>,
     presence_sent: (usize, usize),
     /// The set of users changed since the bridge was last told.
     users_changed: bool,
@@ -336,8 +338,12 @@ impl Shard {
                 let record = room.handle(command, self.bridge.as_ref());
                 room.list_for_flush(&name, &mut self.dirty);
                 let lookups = std::mem::take(&mut room.lookups);
+                let mentions = std::mem::take(&mut room.mentions);
                 if let Some(record) = record {
                     self.persist(record);
+                }
+                for mention in mentions {
+                    self.tasks.spawn(self.directory.mentioned(mention));
                 }
                 for user in lookups {
                     let (directory, queue, room) = (self.directory.clone(), self.own_queue.clone(), name.clone());
@@ -410,6 +416,7 @@ impl Shard {
             follows: HashMap::new(),
             awaiting: Vec::new(),
             lookups: Vec::new(),
+            mentions: Vec::new(),
             presence_sent: (0, 0),
             remote_presence: (0, 0),
             empty_since: None,
@@ -822,6 +829,18 @@ impl Room {
         // Ids only compare within an epoch; a message of a new epoch goes after everything held.
         let at =
             self.history.iter().rposition(|entry| entry.id.epoch != id.epoch || entry.id < id).map_or(0, |at| at + 1);
+        if origin.is_some() && text.contains('@') {
+            let users = crate::hub::mentioned_users(text, user);
+            if !users.is_empty() {
+                self.mentions.push(crate::hub::Mention {
+                    room: self.name.clone(),
+                    from: user.to_owned(),
+                    message_id: id.to_string(),
+                    text: text.to_owned(),
+                    users,
+                });
+            }
+        }
         self.history.insert(at, HistoryEntry { id, author: user.to_owned(), frame: shared.clone() });
         while self.history.len() > self.history_limit {
             self.history.pop_front();

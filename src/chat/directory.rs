@@ -3,19 +3,35 @@
 
 use std::collections::HashSet;
 
-use aether_chat::{BoxFuture, Directory, ModerationAction, ModerationRecord, RoomSeed};
+use aether_chat::{BoxFuture, Directory, Mention, ModerationAction, ModerationRecord, RoomSeed};
 use sqlx::Row;
 
 use crate::db::Db;
 
 pub struct ChatDirectory {
     db: Db,
+    /// Wakes the job runner after a mention's event is committed.
+    jobs: crate::jobs::Jobs,
 }
 
 impl ChatDirectory {
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    pub fn new(db: Db, jobs: crate::jobs::Jobs) -> Self {
+        Self { db, jobs }
     }
+}
+
+/// Queues `chat.mention` (the notifications module tells the users named).
+async fn mentioned(db: &Db, mention: Mention) -> Result<(), sqlx::Error> {
+    let event = crate::events::Event::ChatMention {
+        room: mention.room,
+        from: mention.from,
+        message_id: mention.message_id,
+        text: mention.text,
+        users: mention.users,
+    };
+    let mut tx = db.write().await?;
+    crate::events::publish(&mut tx, &event).await?;
+    tx.commit().await
 }
 
 async fn load(db: Db, room: String) -> Result<Option<RoomSeed>, sqlx::Error> {
@@ -156,6 +172,16 @@ impl Directory for ChatDirectory {
     fn load_room(&self, room: String) -> BoxFuture<Result<Option<RoomSeed>, String>> {
         let db = self.db.clone();
         Box::pin(async move { load(db, room).await.map_err(|error| error.to_string()) })
+    }
+
+    fn mentioned(&self, mention: Mention) -> BoxFuture<()> {
+        let (db, jobs) = (self.db.clone(), self.jobs.clone());
+        Box::pin(async move {
+            match mentioned(&db, mention).await {
+                Ok(()) => jobs.wake(),
+                Err(error) => tracing::warn!(%error, "queueing a chat mention failed"),
+            }
+        })
     }
 
     fn followed_since(&self, room: String, user: i64) -> BoxFuture<Result<Option<i64>, String>> {

@@ -98,12 +98,16 @@ pub const KINDS: &[&Kind] = &[
     &profiles::EXPORT,
     &notifications::GO_LIVE,
     &notifications::NEW_FOLLOWER,
+    &notifications::MENTION,
 ];
 
 /// Who subscribes to which durable event: one job of the kind per event, in the publisher's
 /// transaction.
-pub const SUBSCRIPTIONS: &[(EventName, &Kind)] =
-    &[("stream.started", &notifications::GO_LIVE), ("user.followed", &notifications::NEW_FOLLOWER)];
+pub const SUBSCRIPTIONS: &[(EventName, &Kind)] = &[
+    ("stream.started", &notifications::GO_LIVE),
+    ("user.followed", &notifications::NEW_FOLLOWER),
+    ("chat.mention", &notifications::MENTION),
+];
 
 pub fn job_kind(name: &str) -> Option<&'static Kind> {
     KINDS.iter().copied().find(|kind| kind.name == name)

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::{KINDS, MODULES, Module};
+use super::{KINDS, MODULES, Module, SUBSCRIPTIONS};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -142,5 +142,16 @@ fn job_kinds_are_unique_and_named_after_their_module() {
         assert!(seen.insert(kind.name), "job kind {} is listed twice", kind.name);
         let module = kind.name.split('.').next().unwrap();
         assert!(MODULES.iter().any(|m| m.name == module), "job kind {} names no module", kind.name);
+    }
+}
+
+#[test]
+fn every_subscriber_is_a_listed_job_kind() {
+    for (event, kind) in SUBSCRIPTIONS {
+        assert!(
+            KINDS.iter().any(|k| k.name == kind.name),
+            "{} (on {event}) is not in KINDS: the runner could not find it",
+            kind.name
+        );
     }
 }

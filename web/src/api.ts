@@ -32,7 +32,7 @@ export interface FollowState {
 
 export interface Notification {
   id: number;
-  kind: 'go_live' | 'new_follower';
+  kind: 'go_live' | 'new_follower' | 'mention';
   data: Record<string, string>;
   created_at: number;
   read_at: number | null;

@@ -31,6 +31,13 @@ pub const GO_LIVE: Kind = Kind {
     run: |state, job| Box::pin(go_live(state, job)),
 };
 
+pub const MENTION: Kind = Kind {
+    name: "notifications.mention",
+    queue: Queue::Default,
+    max_attempts: 12,
+    run: |state, job| Box::pin(mention(state, job)),
+};
+
 pub const NEW_FOLLOWER: Kind = Kind {
     name: "notifications.new_follower",
     queue: Queue::Default,
@@ -141,6 +148,43 @@ async fn new_follower(state: AppState, job: ClaimedJob) -> Result<(), JobError> 
     };
     tx.commit().await?;
     metrics::counter!("aether_notifications_total", "kind" => "new_follower").increment(made.len() as u64);
+    push(&state, &made);
+    Ok(())
+}
+
+/// `chat.mention`: each user named is told, unless they blocked the sender or turned it off.
+async fn mention(state: AppState, job: ClaimedJob) -> Result<(), JobError> {
+    let Event::ChatMention { room, from, message_id, text, users } = job.payload()? else {
+        return Err(JobError::Fail("not a chat.mention event".into()));
+    };
+    let Some(sender) = crate::auth::accounts::find_by_username(state.db(), &from).await? else { return Ok(()) };
+    let mut named = Vec::new();
+    for username in users.iter().take(5) {
+        if let Some(user) = crate::auth::accounts::find_by_username(state.db(), username).await? {
+            named.push(user.id);
+        }
+    }
+    let mut tx = state.db().write().await?;
+    let prefs = super::prefs_for(&mut tx, &named, NotificationKind::Mention).await?;
+    let mut told = Vec::new();
+    for user in named {
+        if prefs[&user].in_app && !profiles::is_blocked(&mut tx, user, sender.id).await? {
+            told.push(user);
+        }
+    }
+    let excerpt: String = text.chars().take(140).collect();
+    let data = json!({ "from": from, "room": room, "text": excerpt, "message_id": message_id });
+    let made = store::insert_many(
+        &mut tx,
+        &told,
+        NotificationKind::Mention,
+        &data,
+        &format!("mention:{room}:{message_id}"),
+        now_ms(),
+    )
+    .await?;
+    tx.commit().await?;
+    metrics::counter!("aether_notifications_total", "kind" => "mention").increment(made.len() as u64);
     push(&state, &made);
     Ok(())
 }

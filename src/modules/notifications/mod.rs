@@ -10,7 +10,7 @@ mod store;
 use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;
 
-pub use jobs::{GO_LIVE, NEW_FOLLOWER};
+pub use jobs::{GO_LIVE, MENTION, NEW_FOLLOWER};
 pub use routes::router;
 
 use crate::app::AppState;
@@ -22,15 +22,18 @@ use crate::auth::UserId;
 pub enum NotificationKind {
     GoLive,
     NewFollower,
+    Mention,
 }
 
 impl NotificationKind {
-    pub const ALL: [NotificationKind; 2] = [NotificationKind::GoLive, NotificationKind::NewFollower];
+    pub const ALL: [NotificationKind; 3] =
+        [NotificationKind::GoLive, NotificationKind::NewFollower, NotificationKind::Mention];
 
     pub fn as_str(self) -> &'static str {
         match self {
             NotificationKind::GoLive => "go_live",
             NotificationKind::NewFollower => "new_follower",
+            NotificationKind::Mention => "mention",
         }
     }
 
@@ -42,6 +45,7 @@ impl NotificationKind {
         match self {
             NotificationKind::GoLive => "A channel you follow goes live",
             NotificationKind::NewFollower => "Someone follows your channel",
+            NotificationKind::Mention => "Someone mentions you in chat",
         }
     }
 
@@ -49,7 +53,7 @@ impl NotificationKind {
     pub fn default_prefs(self) -> Prefs {
         match self {
             NotificationKind::GoLive => Prefs { in_app: true, email: true },
-            NotificationKind::NewFollower => Prefs { in_app: true, email: false },
+            NotificationKind::NewFollower | NotificationKind::Mention => Prefs { in_app: true, email: false },
         }
     }
 }
@@ -66,7 +70,8 @@ pub struct Notification {
     #[serde(skip)]
     pub user: UserId,
     pub kind: NotificationKind,
-    /// What the page shows: for go_live `{channel, title}`, for new_follower `{follower, channel}`.
+    /// What the page shows: for go_live `{channel, title}`, for new_follower `{follower, channel}`,
+    /// for mention `{from, room, text, message_id}`.
     pub data: serde_json::Value,
     pub created_at: i64,
     pub read_at: Option<i64>,

@@ -17,6 +17,8 @@ export function describe(n: Notification): { text: string; href: string } {
       return { text: `${n.data.channel} is live${n.data.title ? `: ${n.data.title}` : ''}`, href: `/${n.data.channel}` };
     case 'new_follower':
       return { text: `${n.data.follower} followed ${n.data.channel}`, href: `/dashboard?channel=${n.data.channel}` };
+    case 'mention':
+      return { text: `${n.data.from} mentioned you in ${n.data.room}: ${n.data.text}`, href: `/${n.data.room}` };
     default:
       return { text: 'Something happened', href: '/notifications' };
   }
