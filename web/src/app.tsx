@@ -1,6 +1,6 @@
-// The app: the header and one page at a time, picked from the route signal. Pages written
-// before the move to Preact (channel, dashboard, VOD and clip) still build their DOM by hand;
-// `Legacy` hosts them and runs their cleanup when the visitor leaves.
+// The app: the header and one page at a time, picked from the route signal. The dashboard,
+// written before the move to Preact, still builds its DOM by hand; `Legacy` hosts it and runs
+// its cleanup when the visitor leaves.
 
 import type { FunctionComponent } from 'preact';
 import { useEffect, useRef } from 'preact/hooks';
@@ -8,11 +8,11 @@ import { api, me, messageOf, setMe } from './api';
 import { Bell } from './components/bell';
 import { Link } from './components/ui';
 import { navigate, type Cleanup } from './nav';
-import { channelPage } from './pages/channel';
+import { ChannelPage } from './pages/channel';
 import { dashboardPage } from './pages/dashboard';
 import { HomePage } from './pages/home';
 import { ProfilePage } from './pages/profile';
-import { clipPage, vodPage } from './pages/media';
+import { ClipPage, VodPage } from './pages/media';
 import { ForgotPasswordPage, LoginPage, ResetPasswordPage, SignupPage, VerifyEmailPage } from './pages/auth';
 import { FollowingPage } from './pages/following';
 import { NotificationsPage } from './pages/notifications';
@@ -69,9 +69,9 @@ const routes: Route[] = [
   [/^\/browse$/, plain(BrowsePage)],
   [/^\/settings(?:\/[a-z]+)?$/, plain(SettingsPage)],
   [/^\/u\/([a-z0-9_]{3,25})$/, (name) => <ProfilePage username={name} />],
-  [/^\/vod\/([0-9A-Za-z]+)$/, legacy(vodPage)],
-  [/^\/clip\/([0-9A-Za-z]+)$/, legacy(clipPage)],
-  [/^\/([a-z0-9_]{3,25})$/, legacy(channelPage)],
+  [/^\/vod\/([0-9A-Za-z]+)$/, (id) => <VodPage id={id} />],
+  [/^\/clip\/([0-9A-Za-z]+)$/, (id) => <ClipPage id={id} />],
+  [/^\/([a-z0-9_]{3,25})$/, (name) => <ChannelPage name={name} />],
 ];
 
 export function Router() {
