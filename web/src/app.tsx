@@ -1,15 +1,14 @@
-// The app: the header and one page at a time, picked from the route signal. The dashboard,
-// written before the move to Preact, still builds its DOM by hand; `Legacy` hosts it and runs
-// its cleanup when the visitor leaves.
+// The app: the header and one page at a time, picked from the route signal. The player and the
+// chat panel build their own DOM (components/mount.tsx hosts them).
 
 import type { FunctionComponent } from 'preact';
-import { useEffect, useRef } from 'preact/hooks';
+import { useEffect } from 'preact/hooks';
 import { api, me, messageOf, setMe } from './api';
 import { Bell } from './components/bell';
 import { Link } from './components/ui';
-import { navigate, type Cleanup } from './nav';
+import { navigate } from './nav';
 import { ChannelPage } from './pages/channel';
-import { dashboardPage } from './pages/dashboard';
+import { DashboardPage } from './pages/dashboard';
 import { HomePage } from './pages/home';
 import { ProfilePage } from './pages/profile';
 import { ClipPage, VodPage } from './pages/media';
@@ -22,37 +21,7 @@ import { BrowsePage } from './pages/browse';
 import { currentUser, route } from './state';
 import { toast } from './toast';
 
-type LegacyPage = (main: HTMLElement, param: string) => Promise<Cleanup | void> | Cleanup | void;
-
-function Legacy({ page, param }: { page: LegacyPage; param: string }) {
-  const host = useRef<HTMLDivElement>(null);
-  useEffect(() => {
-    const main = host.current as HTMLDivElement;
-    let undo: Cleanup | void;
-    let gone = false;
-    Promise.resolve(page(main, param))
-      .then((cleanup) => {
-        if (gone) cleanup?.();
-        else undo = cleanup;
-      })
-      .catch((error) => {
-        const p = document.createElement('p');
-        p.className = 'error';
-        p.setAttribute('role', 'alert');
-        p.textContent = messageOf(error);
-        main.append(p);
-      });
-    return () => {
-      gone = true;
-      undo?.();
-      main.replaceChildren();
-    };
-  }, [page, param]);
-  return <div ref={host} class="page" />;
-}
-
 type Route = [RegExp, (param: string) => preact.JSX.Element];
-const legacy = (page: LegacyPage) => (param: string) => <Legacy page={page} param={param} />;
 const plain = (Page: FunctionComponent) => () => <Page />;
 
 const routes: Route[] = [
@@ -62,7 +31,7 @@ const routes: Route[] = [
   [/^\/forgot-password$/, plain(ForgotPasswordPage)],
   [/^\/reset-password$/, plain(ResetPasswordPage)],
   [/^\/verify-email$/, plain(VerifyEmailPage)],
-  [/^\/dashboard$/, legacy(dashboardPage)],
+  [/^\/dashboard$/, plain(DashboardPage)],
   [/^\/notifications$/, plain(NotificationsPage)],
   [/^\/following$/, plain(FollowingPage)],
   [/^\/search$/, plain(SearchPage)],

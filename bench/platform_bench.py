@@ -10,8 +10,8 @@
    p99 / max latency of GET /api/v1/search for one- and two-word prefix queries (channels and
    vods), one client, over HTTP.
 
-    python3 bench/platform.py                          # both databases, full scale
-    python3 bench/platform.py --followers 20000 --channels 20000 --vods 200000 --db sqlite
+    python3 bench/platform_bench.py                          # both databases, full scale
+    python3 bench/platform_bench.py --followers 20000 --channels 20000 --vods 200000 --db sqlite
 
 The rows are written straight into the database (as `aether migrate` left it) before the
 server starts: signing up 100,000 users over HTTP would measure argon2, not the fan-out. Email
@@ -130,7 +130,7 @@ def vm(pid, field):
 
 
 def start(workdir, kind, database_url, smtp_port):
-    env = dict(os.environ, AETHER_DATA_DIR=os.path.join(workdir, "data"), AETHER_LOG__LEVEL="warn",
+    env = dict(os.environ, AETHER_DATA_DIR=os.path.join(workdir, "data"), AETHER_LOG__LEVEL="warn,aether::app=info",
                AETHER_TRANSCODE__ENABLED="false", AETHER_EMAIL__ENABLED="true", AETHER_EMAIL__HOST="127.0.0.1",
                AETHER_EMAIL__PORT=str(smtp_port), AETHER_EMAIL__SECURITY="none")
     env.pop("AETHER_DATABASE__URL", None)
