@@ -26,7 +26,6 @@ import io
 import json
 import os
 import random
-import re
 import shutil
 import sqlite3
 import statistics
@@ -38,7 +37,7 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from live_ingest import BINARY, ROOT, free_port  # noqa: E402
+from live_ingest import BINARY, ROOT, free_port, serve  # noqa: E402
 
 WORDS = ("bread ramen pasta sushi curry pizza tacos salad soup cake cookie coffee tea chess poker "
          "speedrun minecraft zelda mario tetris doom quake racing football tennis golf yoga dance "
@@ -138,20 +137,6 @@ def start(workdir, kind, database_url, smtp_port):
         env["AETHER_DATABASE__URL"] = database_url
     run([BINARY, "migrate"], env=env, stdout=subprocess.DEVNULL)
     return env
-
-
-def serve(env):
-    proc = subprocess.Popen([BINARY, "serve", "--http-listen", "127.0.0.1:0", "--rtmp-listen", "127.0.0.1:0"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in proc.stdout:
-        match = re.search(r"listening http=(\S+) rtmp=(\S+)", line)
-        if match:
-            break
-    else:
-        sys.exit("aether did not start")
-    import threading
-    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
-    return proc, match.group(1), match.group(2)
 
 
 def fanout(kind, workdir, pg, followers):

@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { api, launchBrowser, openPage, publish, signup, startServer, startSmtp, until } from './support.mjs';
+import { api, launchBrowser, pageOpener, publish, signup, startServer, startSmtp, until } from './support.mjs';
 
 const CHANNEL = 'e2e_golive';
 let smtp;
@@ -17,7 +17,6 @@ let shots;
 let owner;
 let streamKey;
 let publisher;
-const pages = [];
 
 before(async () => {
   smtp = await startSmtp();
@@ -37,20 +36,7 @@ after(async () => {
   await smtp?.stop();
 });
 
-async function page(context, path) {
-  const opened = await openPage(context, server.url + path);
-  pages.push(opened);
-  return opened;
-}
-
-async function signIn(context, username, password = 'correct horse battery', next = '/') {
-  const login = await page(context, `/login?next=${encodeURIComponent(next)}`);
-  await login.getByLabel('Username or email').fill(username);
-  await login.getByLabel('Password').fill(password);
-  await login.getByRole('button', { name: 'Log in' }).click();
-  await login.waitForURL((url) => url.pathname === next);
-  return login;
-}
+const { pages, page, signIn } = pageOpener(() => server);
 
 /// The newest message to `to` whose subject matches, once it arrived.
 const mailTo = (to, subject) =>

@@ -224,3 +224,23 @@ export async function startSmtp() {
     },
   };
 }
+
+/// Pages opened on one server, kept so that a last test can check none logged an error.
+export function pageOpener(server) {
+  const pages = [];
+  const page = async (context, path) => {
+    const opened = await openPage(context, server().url + path);
+    pages.push(opened);
+    return opened;
+  };
+  /// Signs in through the login page and lands on `next`.
+  const signIn = async (context, username, password = 'correct horse battery', next = '/') => {
+    const login = await page(context, `/login?next=${encodeURIComponent(next)}`);
+    await login.getByLabel('Username or email').fill(username);
+    await login.getByLabel('Password').fill(password);
+    await login.getByRole('button', { name: 'Log in' }).click();
+    await login.waitForURL((url) => url.pathname === next);
+    return login;
+  };
+  return { pages, page, signIn };
+}

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import { api, launchBrowser, openPage, publish, signup, startServer, until } from './support.mjs';
+import { api, launchBrowser, pageOpener, publish, signup, startServer, until } from './support.mjs';
 
 const CHANNEL = 'e2e_live';
 let server;
@@ -17,7 +17,6 @@ let shots;
 let owner;
 let streamKey;
 let publisher;
-const pages = [];
 
 before(async () => {
   server = await startServer();
@@ -41,20 +40,7 @@ after(async () => {
   await server?.stop();
 });
 
-async function page(context, path) {
-  const opened = await openPage(context, server.url + path);
-  pages.push(opened);
-  return opened;
-}
-
-async function signIn(context, username, password = 'correct horse battery', next = '/') {
-  const login = await page(context, `/login?next=${encodeURIComponent(next)}`);
-  await login.getByLabel('Username or email').fill(username);
-  await login.getByLabel('Password').fill(password);
-  await login.getByRole('button', { name: 'Log in' }).click();
-  await login.waitForURL((url) => url.pathname === next);
-  return login;
-}
+const { pages, page, signIn } = pageOpener(() => server);
 
 const messages = (p) => p.locator('.chat-log li.msg');
 

@@ -1,9 +1,10 @@
 // The channels you follow: live ones first (as the server lists them, newest follow first), each
 // with what you want to hear of it and an unfollow button.
 
-import { useEffect, useState } from 'preact/hooks';
-import { api, messageOf, me, type Channel, type FollowLevel, type Listing } from '../api';
-import { FormError, Link, useTitle } from '../components/ui';
+import { useEffect } from 'preact/hooks';
+import { api, messageOf, me, type Channel, type FollowLevel } from '../api';
+import { FormError, Link, usePaged, useTitle } from '../components/ui';
+import { currentUser } from '../state';
 import { formatCount } from '../dom';
 import { navigate } from '../nav';
 import { toast } from '../toast';
@@ -22,23 +23,10 @@ export const LEVELS: [FollowLevel, string][] = [
 
 export function FollowingPage() {
   useTitle('Following');
-  const [items, setItems] = useState<Followed[]>([]);
-  const [cursor, setCursor] = useState<string | null>(null);
-  const [loaded, setLoaded] = useState(false);
-  const [error, setError] = useState('');
-
-  const load = async (after: string | null) => {
-    try {
-      const page = await api<Listing<Followed>>('GET', `/api/v1/me/following?limit=48${after ? `&cursor=${after}` : ''}`);
-      setItems((old) => (after ? [...old, ...page.items] : page.items));
-      setCursor(page.next_cursor);
-      setLoaded(true);
-    } catch (failure) {
-      setError(messageOf(failure));
-    }
-  };
+  const user = currentUser.value;
+  const { items, setItems, loaded, error, more } = usePaged<Followed>('/api/v1/me/following?limit=48', !!user);
   useEffect(() => {
-    void me().then((user) => (user ? load(null) : navigate('/login?next=/following', true)));
+    void me().then((signedIn) => signedIn || navigate('/login?next=/following', true));
   }, []);
 
   const setLevel = async (name: string, notify: FollowLevel) => {
@@ -99,8 +87,8 @@ export function FollowingPage() {
           </li>
         ))}
       </ul>
-      {cursor && (
-        <button type="button" onClick={() => void load(cursor)}>
+      {more && (
+        <button type="button" onClick={more}>
           Show more
         </button>
       )}

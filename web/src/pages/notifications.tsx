@@ -2,32 +2,22 @@
 // marks it read; "Mark all read". New ones arrive while the page is open.
 
 import { useEffect, useState } from 'preact/hooks';
-import { api, messageOf, me, type Listing, type Notification } from '../api';
+import { api, messageOf, me, type Notification } from '../api';
 import { describe, unread } from '../components/bell';
-import { FormError, Link, useTitle } from '../components/ui';
+import { FormError, Link, usePaged, useTitle } from '../components/ui';
+import { currentUser } from '../state';
 import { formatCount, timeAgo } from '../dom';
 import { navigate } from '../nav';
 
 export function NotificationsPage() {
   useTitle('Notifications');
-  const [items, setItems] = useState<Notification[]>([]);
-  const [cursor, setCursor] = useState<string | null>(null);
-  const [loaded, setLoaded] = useState(false);
-  const [error, setError] = useState('');
-
-  const load = async (after: string | null) => {
-    try {
-      const page = await api<Listing<Notification>>('GET', `/api/v1/me/notifications?limit=30${after ? `&cursor=${after}` : ''}`);
-      setItems((old) => (after ? [...old, ...page.items] : page.items));
-      setCursor(page.next_cursor);
-      setLoaded(true);
-    } catch (failure) {
-      setError(messageOf(failure));
-    }
-  };
+  const user = currentUser.value;
+  const { items, setItems, loaded, error: loadError, more } = usePaged<Notification>('/api/v1/me/notifications?limit=30', !!user);
+  const [failure, setError] = useState('');
+  const error = failure || loadError;
 
   useEffect(() => {
-    void me().then((user) => (user ? load(null) : navigate('/login?next=/notifications', true)));
+    void me().then((signedIn) => signedIn || navigate('/login?next=/notifications', true));
     const arrived = (event: Event) => setItems((old) => [(event as CustomEvent<Notification>).detail, ...old]);
     window.addEventListener('aether:notification', arrived);
     return () => window.removeEventListener('aether:notification', arrived);
@@ -75,8 +65,8 @@ export function NotificationsPage() {
           );
         })}
       </ul>
-      {cursor && (
-        <button type="button" onClick={() => void load(cursor)}>
+      {more && (
+        <button type="button" onClick={more}>
           Show older
         </button>
       )}
