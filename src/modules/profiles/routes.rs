@@ -126,7 +126,7 @@ async fn followers(
     }
     let limit = query.limit()?;
     let mut conn = state.db().pool().acquire().await?;
-    let rows = store::followers_page(&mut conn, channel.id, query.cursor()?, limit + 1).await?;
+    let rows = store::follows_page(&mut conn, store::Side::FollowersOf(channel.id), query.cursor()?, limit + 1).await?;
     drop(conn);
     let page = Listing::page(rows, limit, |f: &Follow| [f.created_at, f.user.0]);
     let ids: Vec<UserId> = page.items.iter().map(|f| f.user).collect();
@@ -155,7 +155,8 @@ async fn following(
 ) -> ApiResult<Json<Listing<FollowingView>>> {
     let limit = query.limit()?;
     let mut conn = state.db().pool().acquire().await?;
-    let rows = store::following_page(&mut conn, auth.user.id, query.cursor()?, limit + 1).await?;
+    let rows =
+        store::follows_page(&mut conn, store::Side::FollowedBy(auth.user.id), query.cursor()?, limit + 1).await?;
     drop(conn);
     let page = Listing::page(rows, limit, |f: &Follow| [f.created_at, f.channel.0]);
     let ids: Vec<ChannelId> = page.items.iter().map(|f| f.channel).collect();

@@ -88,45 +88,36 @@ pub(super) async fn count_followers(conn: &mut AnyConnection, channel: ChannelId
         .try_get("n")
 }
 
-/// A channel's followers, newest first, after the cursor (created_at, user_id).
-pub(super) async fn followers_page(
-    conn: &mut AnyConnection,
-    channel: ChannelId,
-    after: Option<[i64; 2]>,
-    limit: i64,
-) -> Result<Vec<Follow>, sqlx::Error> {
-    let [at, id] = after.unwrap_or([i64::MAX, i64::MAX]);
-    let rows = sqlx::query(
-        "SELECT user_id, channel_id, notify, created_at FROM follows WHERE channel_id = $1 \
-         AND (created_at < $2 OR (created_at = $2 AND user_id < $3)) ORDER BY created_at DESC, user_id DESC LIMIT $4",
-    )
-    .bind(channel.0)
-    .bind(at)
-    .bind(id)
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(follow_from_row).collect()
+/// One side of the follow graph, for a page of it.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Side {
+    /// A channel's followers (keyed by user id).
+    FollowersOf(ChannelId),
+    /// The channels a user follows (keyed by channel id).
+    FollowedBy(UserId),
 }
 
-/// The channels a user follows, newest first, after the cursor (created_at, channel_id).
-pub(super) async fn following_page(
+/// Follows on one side, newest first, after the cursor (created_at, the other side's id).
+pub(super) async fn follows_page(
     conn: &mut AnyConnection,
-    user: UserId,
+    side: Side,
     after: Option<[i64; 2]>,
     limit: i64,
 ) -> Result<Vec<Follow>, sqlx::Error> {
     let [at, id] = after.unwrap_or([i64::MAX, i64::MAX]);
-    let rows = sqlx::query(
-        "SELECT user_id, channel_id, notify, created_at FROM follows WHERE user_id = $1 \
-         AND (created_at < $2 OR (created_at = $2 AND channel_id < $3)) ORDER BY created_at DESC, channel_id DESC LIMIT $4",
-    )
-    .bind(user.0)
-    .bind(at)
-    .bind(id)
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
+    let (sql, key) = match side {
+        Side::FollowersOf(channel) => (
+            "SELECT user_id, channel_id, notify, created_at FROM follows WHERE channel_id = $1 \
+             AND (created_at < $2 OR (created_at = $2 AND user_id < $3)) ORDER BY created_at DESC, user_id DESC LIMIT $4",
+            channel.0,
+        ),
+        Side::FollowedBy(user) => (
+            "SELECT user_id, channel_id, notify, created_at FROM follows WHERE user_id = $1 \
+             AND (created_at < $2 OR (created_at = $2 AND channel_id < $3)) ORDER BY created_at DESC, channel_id DESC LIMIT $4",
+            user.0,
+        ),
+    };
+    let rows = sqlx::query(sql).bind(key).bind(at).bind(id).bind(limit).fetch_all(conn).await?;
     rows.iter().map(follow_from_row).collect()
 }
 
