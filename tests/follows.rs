@@ -138,11 +138,27 @@ async fn a_blocked_user_cannot_follow_and_loses_their_follow(backend: Backend) {
     let (_, blocks) = app.get("/api/v1/me/blocks", Some(&owner)).await;
     assert_eq!(blocks["items"][0]["username"], "troll");
 
-    // Nor can they chat in the blocker's channel.
+    // Nor can they chat in the blocker's channel, or see the blocker's messages anywhere.
     let mut ws = support::ws::Ws::connect(&app, Some(&troll)).await;
     ws.join("blocker_tv").await;
     ws.send(json!({"type": "send", "room": "blocker_tv", "text": "hi"})).await;
     assert_eq!(ws.next("error").await["code"], "banned");
+    let mut anyone = support::ws::Ws::connect(&app, None).await;
+    anyone.join("blocker_tv").await;
+    let mut blocker = support::ws::Ws::connect(&app, Some(&owner)).await;
+    blocker.join("blocker_tv").await;
+    blocker.say("blocker_tv", "not for the troll").await;
+    blocker.say("blocker_tv", "nor this").await;
+    assert_eq!(anyone.next("msg").await["text"], "not for the troll", "others get it");
+    let other = app.signup("bystander").await;
+    let mut bystander = support::ws::Ws::connect(&app, Some(&other)).await;
+    bystander.join("blocker_tv").await;
+    bystander.say("blocker_tv", "a bystander speaks").await;
+    assert_eq!(ws.next("msg").await["text"], "a bystander speaks", "the troll got nothing of the blocker's");
+    let mut again = support::ws::Ws::connect(&app, Some(&troll)).await;
+    let history = again.join("blocker_tv").await["history"].clone();
+    let texts: Vec<&str> = history.as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["a bystander speaks"], "nor in the history");
 
     assert_eq!(delete(&app, "/api/v1/users/troll/block", &owner).await.0, 200);
     assert_eq!(put(&app, "/api/v1/channels/blocker_tv/follow", &troll).await.0, 200, "unblocked: may follow again");

@@ -34,6 +34,8 @@ pub struct ChatUser {
     /// The username: how chat names users, in messages and moderation commands.
     pub name: String,
     pub admin: bool,
+    /// The users this one blocked: they do not get this user's messages (as of connecting).
+    pub blocked: Arc<std::collections::HashSet<i64>>,
 }
 
 /// What the server knows about a room when it is first used.

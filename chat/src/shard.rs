@@ -125,6 +125,19 @@ struct HistoryEntry {
     id: MessageId,
     author: String,
     frame: Bytes,
+    /// Users who must not get it (its author blocked them).
+    hidden_from: Hidden,
+}
+
+/// The user ids a message is kept from; `None` for most.
+type Hidden = Option<Arc<HashSet<i64>>>;
+
+fn hidden_from(user: &ChatUser) -> Hidden {
+    (!user.blocked.is_empty()).then(|| user.blocked.clone())
+}
+
+fn is_hidden(hidden: &Hidden, user: Option<i64>) -> bool {
+    matches!((hidden, user), (Some(set), Some(user)) if set.contains(&user))
 }
 
 struct Room {
@@ -218,13 +231,15 @@ struct Group {
 struct Outgoing {
     frame: Bytes,
     sender: Option<(ConnId, Bytes)>,
+    hidden_from: Hidden,
     /// When it was stamped (for the delivery latency histogram).
     at: Instant,
 }
 
-/// What `conn` is owed of `outgoing`: each frame, or its own copy of the ones it sent.
-fn frames_for<'a>(outgoing: impl Iterator<Item = &'a Outgoing> + Clone, conn: ConnId) -> Bytes {
-    wire::joined(outgoing.map(move |out| match &out.sender {
+/// What `conn` (user `user`) is owed of `outgoing`: each frame, or its own copy of the ones it
+/// sent, but those kept from it.
+fn frames_for<'a>(outgoing: impl Iterator<Item = &'a Outgoing> + Clone, conn: ConnId, user: Option<i64>) -> Bytes {
+    wire::joined(outgoing.filter(move |out| !is_hidden(&out.hidden_from, user)).map(move |out| match &out.sender {
         Some((sender, own)) if *sender == conn => own,
         _ => &out.frame,
     }))
@@ -496,7 +511,7 @@ impl Room {
             Command::Send { conn, user, text, nonce, queued, .. } => self.send(conn, user, text, nonce, queued, bridge),
             Command::Delivered { message, id } => {
                 let PendingMessage { conn, user, text, nonce, badges, queued, .. } = message;
-                self.deliver(Some(conn), &user.name, badges, &text, nonce.as_deref(), id, now_ms());
+                self.deliver(Some(conn), &user.name, badges, &text, nonce.as_deref(), id, now_ms(), hidden_from(&user));
                 metrics::histogram!("aether_chat_fanout_seconds").record(queued.elapsed().as_secs_f64());
             }
             Command::Moderate { conn, actor, action, .. } => return self.moderate(conn, &actor, action, bridge),
@@ -593,7 +608,7 @@ impl Room {
         match event {
             RemoteEvent::Msg { user, badges, text, ts } => {
                 let badges: Vec<&str> = badges.iter().map(String::as_str).collect();
-                self.deliver(None, &user, &badges, &text, None, id, ts);
+                self.deliver(None, &user, &badges, &text, None, id, ts, None);
             }
             RemoteEvent::Deleted { id } => {
                 if let Some(parsed) = MessageId::parse(&id) {
@@ -635,8 +650,10 @@ impl Room {
     }
 
     fn join(&mut self, member: Member, since: Option<String>) {
+        let viewer = member.user.as_ref().map(|user| user.id);
+        let visible = |entry: &&HistoryEntry| !is_hidden(&entry.hidden_from, viewer);
         let (history, recovered) = match since.as_deref().map(MessageId::parse) {
-            None => (self.history.iter().map(|entry| entry.frame.clone()).collect::<Vec<_>>(), None),
+            None => (self.history.iter().filter(visible).map(|entry| entry.frame.clone()).collect::<Vec<_>>(), None),
             Some(since) => match since {
                 // Everything after `since` is still held: replay exactly that.
                 Some(id)
@@ -647,10 +664,15 @@ impl Room {
                             .find(|entry| entry.id.epoch == self.epoch)
                             .is_none_or(|first| first.id.seq <= id.seq + 1) =>
                 {
-                    let missed = self.history.iter().filter(|entry| entry.id > id).map(|entry| entry.frame.clone());
+                    let missed = self
+                        .history
+                        .iter()
+                        .filter(visible)
+                        .filter(|entry| entry.id > id)
+                        .map(|entry| entry.frame.clone());
                     (missed.collect(), Some(true))
                 }
-                _ => (self.history.iter().map(|entry| entry.frame.clone()).collect(), Some(false)),
+                _ => (self.history.iter().filter(visible).map(|entry| entry.frame.clone()).collect(), Some(false)),
             },
         };
         if let Some(user) = &member.user {
@@ -780,7 +802,7 @@ impl Room {
             None => Err(command),
         };
         if let Err(BridgeCommand::Send(PendingMessage { user, text, nonce, .. })) = local {
-            self.deliver(Some(conn), &user.name, badges, &text, nonce.as_deref(), None, now_ms());
+            self.deliver(Some(conn), &user.name, badges, &text, nonce.as_deref(), None, now_ms(), hidden_from(&user));
             metrics::histogram!("aether_chat_fanout_seconds").record(queued.elapsed().as_secs_f64());
         }
     }
@@ -797,6 +819,7 @@ impl Room {
         nonce: Option<&str>,
         id: Option<MessageId>,
         ts: i64,
+        hidden: Hidden,
     ) {
         let id = match id {
             Some(id) => {
@@ -841,7 +864,10 @@ impl Room {
                 });
             }
         }
-        self.history.insert(at, HistoryEntry { id, author: user.to_owned(), frame: shared.clone() });
+        self.history.insert(
+            at,
+            HistoryEntry { id, author: user.to_owned(), frame: shared.clone(), hidden_from: hidden.clone() },
+        );
         while self.history.len() > self.history_limit {
             self.history.pop_front();
         }
@@ -850,12 +876,22 @@ impl Room {
             (Some(own), Some(conn)) => Some((conn, wire::text(&own))),
             _ => None,
         };
-        self.outgoing.push_back(Outgoing { frame: wire::text(&shared), sender, at: Instant::now() });
+        self.outgoing.push_back(Outgoing {
+            frame: wire::text(&shared),
+            sender,
+            hidden_from: hidden,
+            at: Instant::now(),
+        });
     }
 
     /// Sends `frame` to every member at the shard's next flush.
     fn broadcast(&mut self, frame: &Bytes) {
-        self.outgoing.push_back(Outgoing { frame: wire::text(frame), sender: None, at: Instant::now() });
+        self.outgoing.push_back(Outgoing {
+            frame: wire::text(frame),
+            sender: None,
+            hidden_from: None,
+            at: Instant::now(),
+        });
     }
 
     /// Puts the room on the shard's list for the next flush if it has frames outgoing (once).
@@ -952,6 +988,9 @@ impl Room {
         }
         let outgoing = self.outgoing.range((start - base) as usize..);
         let everyone = wire::joined(outgoing.clone().map(|out| &out.frame));
+        // Frames some members must not get (their author blocked them): those members get
+        // their own batch.
+        let restricted = outgoing.clone().any(|out| out.hidden_from.is_some());
         // Sorted, so that each member is told apart from the senders in log time: a busy room
         // has many members and a window may hold many senders.
         let mut senders: Vec<ConnId> =
@@ -965,13 +1004,18 @@ impl Room {
             if from >= end {
                 continue;
             }
-            let batch = if from > start {
-                frames_for(self.outgoing.range((from - base) as usize..), *conn)
+            let user = member.user.as_ref().map(|user| user.id);
+            let kept_from = restricted && outgoing.clone().any(|out| is_hidden(&out.hidden_from, user));
+            let batch = if from > start || kept_from {
+                frames_for(self.outgoing.range((from - base) as usize..), *conn, user)
             } else if senders.binary_search(conn).is_ok() {
-                frames_for(outgoing.clone(), *conn)
+                frames_for(outgoing.clone(), *conn, user)
             } else {
                 everyone.clone()
             };
+            if batch.is_empty() {
+                continue;
+            }
             if member.control.push(batch) {
                 delivered += end - from;
             } else {

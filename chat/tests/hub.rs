@@ -48,7 +48,7 @@ fn start(config: ChatConfig) -> (Hub, Arc<Rooms>) {
 }
 
 fn user(id: i64, name: &str) -> Option<ChatUser> {
-    Some(ChatUser { id, name: name.into(), admin: false })
+    Some(ChatUser { id, name: name.into(), admin: false, blocked: Default::default() })
 }
 
 struct Client {

@@ -125,6 +125,13 @@ async fn record(db: Db, record: ModerationRecord) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
+/// The users `user` blocked (the profiles module's `block_edges` view).
+pub(super) async fn blocked_by(db: &Db, user: i64) -> Result<HashSet<i64>, sqlx::Error> {
+    let rows =
+        sqlx::query("SELECT blocked_id FROM block_edges WHERE user_id = $1").bind(user).fetch_all(db.pool()).await?;
+    rows.iter().map(|row| row.try_get("blocked_id")).collect()
+}
+
 /// Stores a ban the server made outside chat (the channel's owner blocked `user`).
 pub(super) async fn store_ban(db: &Db, channel: i64, actor: i64, user: i64, detail: &str) -> Result<(), sqlx::Error> {
     let mut tx = db.write().await?;

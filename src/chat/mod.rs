@@ -100,7 +100,14 @@ async fn identify(state: &AppState, headers: &HeaderMap, token: Option<&str>) ->
     };
     let Some(raw) = raw else { return Ok(None) };
     let (user, _) = crate::auth::signed_in(state, raw).await?;
-    Ok(Some(ChatUser { id: user.id.0, name: user.username.clone(), admin: user.is_admin() }))
+    // Whom they blocked: those do not get their messages (as of this connection).
+    let blocked = directory::blocked_by(state.db(), user.id.0).await?;
+    Ok(Some(ChatUser {
+        id: user.id.0,
+        name: user.username.clone(),
+        admin: user.is_admin(),
+        blocked: Arc::new(blocked),
+    }))
 }
 
 /// The WebSocket handshake (RFC 6455 section 4.2): the upgrade request's headers, checked.

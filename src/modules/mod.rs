@@ -53,7 +53,7 @@ pub const MODULES: &[Module] = &[
         level: 0,
         tables: &["channel_moderators", "channel_bans", "moderation_log"],
         views: &[],
-        reads: &["user_names", "channel_names", "follow_edges"],
+        reads: &["user_names", "channel_names", "follow_edges", "block_edges"],
     },
     Module {
         name: "vod",
@@ -76,7 +76,7 @@ pub const MODULES: &[Module] = &[
         dir: "modules/profiles",
         level: 1,
         tables: &["follows", "blocks", "profiles", "data_exports"],
-        views: &["follow_edges"],
+        views: &["follow_edges", "block_edges"],
         reads: &[],
     },
     Module {

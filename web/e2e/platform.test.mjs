@@ -135,11 +135,15 @@ test('a follower hears of the go-live in the bell without a reload, and by email
   await quietContext.close();
 });
 
-test('the owner sees the new follower in their notifications', async () => {
+test('the owner sees the new followers in their notifications and on the dashboard', async () => {
   const context = await browser.newContext();
   const mine = await signIn(context, 'golive_owner', undefined, '/notifications');
   await mine.getByTestId('notifications').getByText('bell_fan followed e2e_golive').waitFor();
   await mine.getByTestId('notifications').getByText('quiet_fan followed e2e_golive').waitFor();
+  // bell_fan unfollowed since; quiet_fan still follows.
+  await mine.getByRole('link', { name: 'Dashboard' }).click();
+  await mine.getByTestId('followers-list').getByRole('link', { name: 'quiet_fan' }).waitFor();
+  assert.equal(await mine.getByTestId('follower-count').textContent(), '1 follower');
   await context.close();
 });
 

@@ -9,7 +9,7 @@ import { ChatModes } from '../../components/chatmodes';
 import { Mount } from '../../components/mount';
 import { FormError, Link, useTitle } from '../../components/ui';
 import { navigate, query } from '../../nav';
-import { Card, ClipsPanel, InfoPanel, ModeratorsPanel, ObsPanel, RecordingsPanel, StreamPanel, rememberKey } from './panels';
+import { Card, ClipsPanel, FollowersPanel, InfoPanel, ModeratorsPanel, ObsPanel, RecordingsPanel, StreamPanel, rememberKey } from './panels';
 
 function CreateChannel() {
   const [error, setError] = useState('');
@@ -66,6 +66,7 @@ function ChannelDashboard({ initial, info }: { initial: Channel; info: ServerInf
         <ObsPanel channel={channel} info={info} />
         <InfoPanel channel={channel} info={info} onSaved={setChannel} />
         <ModeratorsPanel channel={channel.name} />
+        <FollowersPanel channel={channel.name} />
       </div>
       <div class="dash-col">
         <Mount

@@ -5,7 +5,7 @@ import type { ComponentChildren } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { api, messageOf, type Channel, type Clip, type ServerInfo, type Visibility, type Vod } from '../../api';
 import { Mount } from '../../components/mount';
-import { Link } from '../../components/ui';
+import { Link, usePaged } from '../../components/ui';
 import { formatDuration, timeAgo } from '../../dom';
 import { createPlayer } from '../../player';
 import { toast } from '../../toast';
@@ -326,6 +326,35 @@ export function ClipsPanel({ channel }: { channel: string }) {
           </li>
         ))}
       </ul>
+    </Card>
+  );
+}
+
+export function FollowersPanel({ channel }: { channel: string }) {
+  const { items, loaded, more } = usePaged<{ username: string; followed_at: number }>(`/api/v1/channels/${channel}/followers?limit=20`, true);
+  const [count, setCount] = useState<number | null>(null);
+  useEffect(() => {
+    api<{ followers: number }>('GET', `/api/v1/channels/${channel}/follow`)
+      .then((state) => setCount(state.followers))
+      .catch(() => undefined);
+  }, [channel]);
+  return (
+    <Card title="Followers">
+      {count !== null && <p class="muted" data-testid="follower-count">{count === 1 ? '1 follower' : `${count} followers`}</p>}
+      <ul class="rows" data-testid="followers-list">
+        {loaded && items.length === 0 && <li class="muted">Nobody follows this channel yet.</li>}
+        {items.map((follower) => (
+          <li key={follower.username}>
+            <Link href={`/u/${follower.username}`}>{follower.username}</Link>
+            <span class="muted">since {new Date(follower.followed_at).toLocaleDateString()}</span>
+          </li>
+        ))}
+      </ul>
+      {more && (
+        <button type="button" class="small" onClick={more}>
+          Show more
+        </button>
+      )}
     </Card>
   );
 }
