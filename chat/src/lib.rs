@@ -10,6 +10,7 @@ mod hub;
 pub mod ids;
 pub mod limits;
 pub mod protocol;
+mod room;
 mod session;
 mod shard;
 pub mod wire;
