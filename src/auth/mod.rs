@@ -139,6 +139,27 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
+/// Takes one of the client's attempts at an account action (login, signup, recovery, a change
+/// that needs the password), or answers 429 with when to retry.
+pub fn throttle(state: &AppState, ip: std::net::IpAddr, action: &'static str) -> Result<(), ApiError> {
+    state.attempts().check(ip, std::time::Instant::now()).map_err(|wait| {
+        tracing::info!(%ip, action, "attempt throttled");
+        ApiError::RateLimited { retry_after_secs: wait.as_secs().max(1) }
+    })
+}
+
+/// Checks the signed-in user's password before a change that needs it; 403 with `wrong`
+/// otherwise.
+pub async fn confirm_password(
+    state: &AppState,
+    user: &User,
+    password: String,
+    wrong: &'static str,
+) -> Result<(), ApiError> {
+    let stored = accounts::find_for_login(state.db(), &user.username).await?.map(|(_, hash)| hash);
+    if password::verify(password, stored).await? { Ok(()) } else { Err(ApiError::forbidden(wrong)) }
+}
+
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)

@@ -5,7 +5,6 @@
 //! 256 bits, and only their SHA-256 is stored. A reset signs the account out everywhere.
 
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, State};
@@ -130,10 +129,7 @@ pub async fn send_verification(state: &AppState, user: &User) -> Result<(), sqlx
 }
 
 fn throttle(state: &AppState, peer: SocketAddr) -> ApiResult<()> {
-    state.attempts().check(peer.ip(), Instant::now()).map_err(|wait| {
-        tracing::info!(ip = %peer.ip(), "account recovery throttled");
-        ApiError::RateLimited { retry_after_secs: wait.as_secs().max(1) }
-    })
+    super::throttle(state, peer.ip(), "account recovery")
 }
 
 #[derive(Debug, Deserialize)]
@@ -260,10 +256,7 @@ async fn change_email(
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
     throttle(&state, peer)?;
     let address = NewAccount::check_email(&body.email)?;
-    let stored = accounts::find_for_login(state.db(), &auth.user.username).await?.map(|(_, hash)| hash);
-    if !password::verify(body.password, stored).await? {
-        return Err(ApiError::forbidden("the password is wrong"));
-    }
+    super::confirm_password(&state, &auth.user, body.password, "the password is wrong").await?;
     if address == auth.user.email {
         return Err(ApiError::conflict("same_email", "that is your address already"));
     }
@@ -297,10 +290,7 @@ async fn change_password(
 ) -> ApiResult<Json<Done>> {
     throttle(&state, peer)?;
     NewAccount::check_password(&body.new_password)?;
-    let stored = accounts::find_for_login(state.db(), &auth.user.username).await?.map(|(_, hash)| hash);
-    if !password::verify(body.current_password, stored).await? {
-        return Err(ApiError::forbidden("the current password is wrong"));
-    }
+    super::confirm_password(&state, &auth.user, body.current_password, "the current password is wrong").await?;
     let hash = password::hash(body.new_password).await?;
     let mut tx = state.db().write().await?;
     accounts::set_password(&mut tx, auth.user.id, &hash).await?;

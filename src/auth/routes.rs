@@ -1,7 +1,6 @@
 //! HTTP surface of accounts: signup, login, logout, `me`, and the first-run admin setup.
 
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, State};
@@ -58,10 +57,7 @@ struct SessionResponse {
 }
 
 fn throttle(state: &AppState, peer: SocketAddr) -> ApiResult<()> {
-    state.attempts().check(peer.ip(), Instant::now()).map_err(|wait| {
-        tracing::info!(ip = %peer.ip(), "auth attempt throttled");
-        ApiError::RateLimited { retry_after_secs: wait.as_secs().max(1) }
-    })
+    super::throttle(state, peer.ip(), "auth")
 }
 
 async fn signup(

@@ -25,7 +25,7 @@ use serde_json::json;
 use super::images::Picture;
 use super::store::{self, ExportRow};
 use crate::app::AppState;
-use crate::auth::{AuthUser, UserId, accounts, password};
+use crate::auth::{AuthUser, UserId, accounts};
 use crate::channels::{self, ChannelId};
 use crate::db::now_ms;
 use crate::error::{ApiError, ApiResult, Json};
@@ -69,15 +69,9 @@ async fn delete_account(
     auth: AuthUser,
     Json(body): Json<DeleteRequest>,
 ) -> ApiResult<StatusCode> {
-    state
-        .attempts()
-        .check(peer.ip(), std::time::Instant::now())
-        .map_err(|wait| ApiError::RateLimited { retry_after_secs: wait.as_secs().max(1) })?;
+    crate::auth::throttle(&state, peer.ip(), "account deletion")?;
     let user = &auth.user;
-    let stored = accounts::find_for_login(state.db(), &user.username).await?.map(|(_, hash)| hash);
-    if !password::verify(body.password, stored).await? {
-        return Err(ApiError::forbidden("the password is wrong"));
-    }
+    crate::auth::confirm_password(&state, user, body.password, "the password is wrong").await?;
     let owned = channels::list_owned(state.db(), user.id).await?;
     if let Some(live) = owned.iter().find(|channel| state.live().get(&channel.name).is_some()) {
         return Err(ApiError::conflict("live", format!("\"{}\" is live: end the broadcast first", live.name)));

@@ -146,15 +146,6 @@ pub async fn followers_after(
     store::followers_after(conn, channel, after, limit).await
 }
 
-/// Since when `user` follows `channel` (unix ms), for followers-only chat.
-pub async fn followed_since(
-    conn: &mut AnyConnection,
-    user: UserId,
-    channel: ChannelId,
-) -> Result<Option<i64>, sqlx::Error> {
-    Ok(store::find_follow(conn, user, channel).await?.map(|follow| follow.created_at))
-}
-
 /// Whether `user` blocked `other`.
 pub async fn is_blocked(conn: &mut AnyConnection, user: UserId, other: UserId) -> Result<bool, sqlx::Error> {
     store::is_blocked(conn, user, other).await
