@@ -106,7 +106,8 @@ impl<T> Listing<T> {
     }
 }
 
-fn encode_cursor(numbers: &[i64]) -> String {
+/// The opaque cursor of a list for the sort key `numbers` (what `ListQuery::cursor` reads).
+pub fn encode_cursor(numbers: &[i64]) -> String {
     hex::encode(numbers.iter().map(i64::to_string).collect::<Vec<_>>().join("."))
 }
 

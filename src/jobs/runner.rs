@@ -118,10 +118,10 @@ async fn run_to_end(state: &AppState, job: &ClaimedJob) {
         None => Err(JobError::Fail(format!("no handler for job kind {}", job.kind))),
     };
     let kind = job.kind.clone();
-    let recorded = match &result {
+    let (recorded, outcome) = match &result {
         Ok(()) => {
             metrics::histogram!("aether_job_seconds", "kind" => kind.clone()).record(started.elapsed().as_secs_f64());
-            lease::complete(state.db(), job.id, node).await
+            (lease::complete(state.db(), job.id, node).await, "done")
         }
         Err(error) => {
             let dead = matches!(error, JobError::Fail(_)) || job.is_last_try();
@@ -132,14 +132,9 @@ async fn run_to_end(state: &AppState, job: &ClaimedJob) {
                 tracing::warn!(job = job.id, kind = %job.kind, attempts = job.attempts, %error,
                     retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
             }
-            lease::fail(state.db(), job, node, &error.to_string(), delay, dead).await
+            let recorded = lease::fail(state.db(), job, node, &error.to_string(), delay, dead).await;
+            (recorded, if dead { "dead" } else { "retry" })
         }
-    };
-    let outcome = match (&result, &recorded) {
-        (Ok(()), _) => "done",
-        (Err(JobError::Fail(_)), _) => "dead",
-        (Err(_), _) if job.is_last_try() => "dead",
-        _ => "retry",
     };
     metrics::counter!("aether_jobs_total", "kind" => kind, "outcome" => outcome).increment(1);
     match recorded {
@@ -150,7 +145,7 @@ async fn run_to_end(state: &AppState, job: &ClaimedJob) {
 }
 
 /// Runs every due job of every queue here and now, one at a time, until none is left; returns
-/// how many ran. For tests and the `aether jobs run` command: no lease outlives the call.
+/// how many ran. For tests: no lease outlives the call.
 pub async fn run_pending(state: &AppState) -> usize {
     let lease = Duration::from_secs(state.config().jobs.lease_seconds);
     let mut ran = 0;

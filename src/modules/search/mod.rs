@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::app::AppState;
 use crate::db::search_terms;
 use crate::error::{ApiError, ApiResult, Json, Query};
-use crate::http::{ListQuery, Listing};
+use crate::http::{ListQuery, Listing, encode_cursor};
 use crate::modules::profiles;
 use crate::{channels, clips, vod};
 
@@ -71,7 +71,7 @@ async fn search(State(state): State<AppState>, Query(query): Query<SearchQuery>)
     // One row more than asked says whether there is a next page.
     let fetch = limit + 1;
     let started = std::time::Instant::now();
-    let items: Vec<Value> = match kind {
+    let mut items: Vec<Value> = match kind {
         Kind::Channels => channels::search(db, &terms, fetch, offset)
             .await?
             .into_iter()
@@ -89,9 +89,8 @@ async fn search(State(state): State<AppState>, Query(query): Query<SearchQuery>)
     };
     metrics::histogram!("aether_search_seconds").record(started.elapsed().as_secs_f64());
     let more = items.len() as i64 > limit && offset + limit < MAX_OFFSET;
-    let mut page = Listing::page(items, limit, |_| [0]);
-    page.next_cursor = more.then(|| hex::encode((offset + limit).to_string()));
-    Ok(Json(page))
+    items.truncate(limit as usize);
+    Ok(Json(Listing { items, next_cursor: more.then(|| encode_cursor(&[offset + limit])) }))
 }
 
 fn to_value(item: impl Serialize) -> Value {
