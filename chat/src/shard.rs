@@ -22,7 +22,7 @@ use crate::hub::{
 };
 use crate::ids::MessageId;
 use crate::protocol::{self, ErrorCode};
-use crate::room::{Group, Pace, Room};
+use crate::room::{FOLLOW_CACHE, Group, Pace, Room};
 
 /// How long a room with no members keeps its history and state.
 const EMPTY_ROOM_TTL: Duration = Duration::from_secs(300);
@@ -359,6 +359,9 @@ impl Shard {
             room.timeouts.retain(|_, until| *until > now);
             let slow = room.slow;
             room.last_sent.retain(|_, at| now.saturating_duration_since(*at) < slow);
+            // Looked-up follows are kept a minute: without this, every sender ever seen while
+            // followers-only was on would stay.
+            room.follows.retain(|_, (_, at)| now.saturating_duration_since(*at) < FOLLOW_CACHE);
             let expired = room.empty_since.is_some_and(|since| now.saturating_duration_since(since) > EMPTY_ROOM_TTL);
             if expired {
                 presence.remove(name);
