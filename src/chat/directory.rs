@@ -133,8 +133,13 @@ pub(super) async fn blocked_by(db: &Db, user: i64) -> Result<HashSet<i64>, sqlx:
 }
 
 /// Stores a ban the server made outside chat (the channel's owner blocked `user`).
-pub(super) async fn store_ban(db: &Db, channel: i64, actor: i64, user: i64, detail: &str) -> Result<(), sqlx::Error> {
-    let mut tx = db.write().await?;
+pub(super) async fn store_ban(
+    conn: &mut sqlx::AnyConnection,
+    channel: i64,
+    actor: i64,
+    user: i64,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
     let now = crate::db::now_ms();
     let new = sqlx::query(
         "INSERT INTO channel_bans (channel_id, user_id, banned_by, created_at) VALUES ($1, $2, $3, $4) \
@@ -144,7 +149,7 @@ pub(super) async fn store_ban(db: &Db, channel: i64, actor: i64, user: i64, deta
     .bind(user)
     .bind(actor)
     .bind(now)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     if new.rows_affected() == 1 {
         sqlx::query(
@@ -156,10 +161,10 @@ pub(super) async fn store_ban(db: &Db, channel: i64, actor: i64, user: i64, deta
         .bind(user)
         .bind(detail)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(conn)
         .await?;
     }
-    tx.commit().await
+    Ok(())
 }
 
 /// Since when `user` follows the channel of `room` (the profiles module's `follow_edges` view).

@@ -357,20 +357,20 @@ async fn handle(decoder: &mut Decoder, data: &[u8], session: &mut Session, contr
     Reading::Go
 }
 
-/// Bans `user` from `channel`'s chat on its owner's behalf (the owner blocked them): stored, and
-/// applied to the room if it is loaded here, without a notice in the room.
+/// Bans `user` from `channel`'s chat on its owner's behalf (the owner blocked them), in the
+/// caller's transaction; after the commit, `apply_ban` tells the room if it is loaded here.
 pub async fn ban_by_owner(
-    state: &AppState,
+    conn: &mut sqlx::AnyConnection,
     channel: &crate::channels::Channel,
     owner: &crate::auth::User,
     user: &crate::auth::User,
-) {
-    let stored = directory::store_ban(state.db(), channel.id.0, owner.id.0, user.id.0, "blocked by the owner").await;
-    if let Err(error) = stored {
-        tracing::warn!(%error, channel = %channel.name, "storing a ban for a block failed");
-        return;
-    }
-    state.hub().set_banned(&channel.name, &user.username, true).await;
+) -> Result<(), sqlx::Error> {
+    directory::store_ban(conn, channel.id.0, owner.id.0, user.id.0, "blocked by the owner").await
+}
+
+/// A ban stored by `ban_by_owner`, applied to the loaded room without a notice in it.
+pub async fn apply_ban(state: &AppState, channel: &str, username: &str) {
+    state.hub().set_banned(channel, username, true).await;
 }
 
 /// Turns `stream.started` / `stream.ended` into notices in the channel's room.

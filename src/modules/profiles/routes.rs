@@ -203,10 +203,13 @@ async fn block(
     let owned: Vec<ChannelId> = mine.iter().map(|c| c.id).collect();
     let mut tx = state.db().write().await?;
     super::block(&mut tx, auth.user.id, other.id, &owned).await?;
-    tx.commit().await?;
-    // They cannot chat in the blocker's channels either.
+    // They cannot chat in the blocker's channels either: stored with the block, all or nothing.
     for channel in &mine {
-        crate::chat::ban_by_owner(&state, channel, &auth.user, &other).await;
+        crate::chat::ban_by_owner(&mut tx, channel, &auth.user, &other).await?;
+    }
+    tx.commit().await?;
+    for channel in &mine {
+        crate::chat::apply_ban(&state, &channel.name, &other.username).await;
     }
     Ok(Json(BlockState { username: other.username, blocked: true }))
 }
