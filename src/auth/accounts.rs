@@ -70,8 +70,15 @@ fn plausible_email(email: &str) -> bool {
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
+/// Hashes the password (argon2, slow on purpose: before any transaction) and inserts the account.
 pub async fn create(db: &Db, account: NewAccount) -> Result<User, ApiError> {
-    let hash = password::hash(account.password).await?;
+    let hash = password::hash(account.password.clone()).await?;
+    let mut conn = db.pool().acquire().await?;
+    insert(&mut conn, account, &hash).await
+}
+
+/// Inserts an account whose password is already hashed, in the caller's transaction.
+pub async fn insert(conn: &mut sqlx::AnyConnection, account: NewAccount, hash: &str) -> Result<User, ApiError> {
     let created_at = now_ms();
     let inserted = sqlx::query(
         "INSERT INTO users (username, email, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
@@ -81,7 +88,7 @@ pub async fn create(db: &Db, account: NewAccount) -> Result<User, ApiError> {
     .bind(hash)
     .bind(account.role.as_str())
     .bind(created_at)
-    .fetch_one(db.pool())
+    .fetch_one(conn)
     .await;
     match inserted {
         Ok(row) => Ok(User {

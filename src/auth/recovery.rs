@@ -116,13 +116,20 @@ fn link(state: &AppState, page: &str, token: &SessionToken) -> String {
     format!("{}/{page}?token={}", state.public_url(), token.as_str())
 }
 
-/// Queues the verification email of a new account (signup calls it).
-pub async fn send_verification(state: &AppState, user: &User) -> Result<(), sqlx::Error> {
-    let mut tx = state.db().write().await?;
-    if let Some(token) = issue(&mut tx, user.id, Purpose::VerifyEmail, None).await? {
+/// Queues the verification email of `user` in the caller's transaction (signup's, which makes
+/// the account). Wake the job runner after the commit.
+pub async fn queue_verification(conn: &mut AnyConnection, state: &AppState, user: &User) -> Result<(), sqlx::Error> {
+    if let Some(token) = issue(conn, user.id, Purpose::VerifyEmail, None).await? {
         let email = crate::email::verify_email(&user.email, &user.username, &link(state, "verify-email", &token));
-        crate::email::queue(&mut tx, &email, None).await?;
+        crate::email::queue(conn, &email, None).await?;
     }
+    Ok(())
+}
+
+/// Sends the verification link again.
+async fn send_verification(state: &AppState, user: &User) -> Result<(), sqlx::Error> {
+    let mut tx = state.db().write().await?;
+    queue_verification(&mut tx, state, user).await?;
     tx.commit().await?;
     state.jobs().wake();
     Ok(())

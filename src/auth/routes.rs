@@ -67,12 +67,14 @@ async fn signup(
 ) -> ApiResult<Response> {
     throttle(&state, peer)?;
     let account = NewAccount::validate(&body.username, &body.email, body.password, Role::User)?;
-    let user = accounts::create(state.db(), account).await?;
+    let hash = password::hash(account.password.clone()).await?;
+    // The account and its verification email: one transaction.
+    let mut tx = state.db().write().await?;
+    let user = accounts::insert(&mut tx, account, &hash).await?;
+    super::recovery::queue_verification(&mut tx, &state, &user).await?;
+    tx.commit().await?;
+    state.jobs().wake();
     tracing::info!(user = %user.username, "account created");
-    if let Err(error) = super::recovery::send_verification(&state, &user).await {
-        // The account stands; the user can ask for the link again from the settings.
-        tracing::warn!(%error, user = %user.username, "queueing the verification email failed");
-    }
     start_session(&state, user, StatusCode::CREATED).await
 }
 
