@@ -382,6 +382,19 @@ test('the owner publishes the recording from the dashboard; anyone then finds an
   await viewer.screenshot({ path: join(shots, 'viewer-offline.png') });
 });
 
+test('a signed-in viewer gets the send box even when the page learns who they are late', async () => {
+  // The chat used to be made before the answer to /api/v1/me came, and so without a send box.
+  const slow = await chatter.context().newPage();
+  await slow.route('**/api/v1/me', async (route) => {
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await route.continue();
+  });
+  await slow.goto(`${server.url}/${CHANNEL}`);
+  await slow.getByLabel('Chat message', { exact: true }).waitFor({ timeout: 10000 });
+  assert.equal(await slow.getByText('to chat.').count(), 0);
+  await slow.close();
+});
+
 test('logging out turns the chat back into a sign-in prompt', async () => {
   await chatter.getByRole('button', { name: 'Log out' }).click();
   await chatter.getByRole('link', { name: 'Log in' }).first().waitFor();

@@ -145,7 +145,11 @@ export function ChannelPage({ name }: { name: string }) {
           )}
         </div>
       </div>
+      {/* The chat waits until who is signed in is known (a panel made before would have no
+          send box), and is made anew when that changes. */}
+      {user !== undefined && (
       <Mount
+        key={user?.id ?? 'anonymous'}
         class="mount"
         make={() =>
           chatPanel({
@@ -157,6 +161,7 @@ export function ChannelPage({ name }: { name: string }) {
           })
         }
       />
+      )}
     </div>
   );
 }
