@@ -68,7 +68,7 @@ class AetherServer(Server):
         subprocess.run([AETHER, "admin", "create", "--username", "bench", "--email", "bench@example.com", "--password-stdin"],
                        input=b"benchmark password\n", env=env, check=True, stdout=subprocess.DEVNULL)
         subprocess.run([AETHER, "channel", "create", "bench_room", "--owner", "bench"], env=env, check=True, stdout=subprocess.DEVNULL)
-        self.process = subprocess.Popen(["taskset", "-c", "0", AETHER, "serve", "--http-listen", "127.0.0.1:0", "--rtmp-listen", "127.0.0.1:0"],
+        self.process = subprocess.Popen(["taskset", "-c", "0", AETHER, "serve", "--http-listen", "127.0.0.1:0", "--rtmp-listen", "127.0.0.1:0", "--webrtc-listen", "127.0.0.1:0"],
                                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.addr = wait_line(self.process, r"listening http=(\S+)").group(1)
         request = urllib.request.Request(f"http://{self.addr}/api/v1/auth/login", method="POST",

@@ -98,7 +98,7 @@ def stop(processes):
 
 def serve(env):
     """Starts `aether serve` on loopback with `env`; returns (process, http address, rtmp address)."""
-    process = subprocess.Popen([BINARY, "serve", "--http-listen", "127.0.0.1:0", "--rtmp-listen", "127.0.0.1:0"],
+    process = subprocess.Popen([BINARY, "serve", "--http-listen", "127.0.0.1:0", "--rtmp-listen", "127.0.0.1:0", "--webrtc-listen", "127.0.0.1:0"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in process.stdout:
         match = re.search(r"listening http=(\S+) rtmp=(\S+)", line)

@@ -45,6 +45,8 @@ struct Inner {
     transcoding: bool,
     /// Where browsers reach this server: `http.public_url`, or the HTTP listener's address.
     public_url: String,
+    /// The WebRTC endpoint (WHIP/WHEP), unless `webrtc.enabled` is off.
+    webrtc: Option<aether_ingest::webrtc::Endpoint>,
     /// The port RTMP ingest listens on (the configured one, or the one picked for port 0).
     rtmp_port: u16,
     chat_connections: Arc<ConnectionCounts>,
@@ -123,6 +125,10 @@ impl AppState {
         &self.inner.tasks
     }
 
+    pub fn webrtc(&self) -> Option<&aether_ingest::webrtc::Endpoint> {
+        self.inner.webrtc.as_ref()
+    }
+
     pub fn setup_token(&self) -> MutexGuard<'_, Option<String>> {
         self.inner.setup_token.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -159,6 +165,14 @@ impl App {
         let rtmp = TcpListener::bind(config.rtmp.listen)
             .await
             .with_context(|| format!("cannot listen for RTMP on {}", config.rtmp.listen))?;
+        let webrtc = if config.webrtc.enabled {
+            let endpoint = aether_ingest::webrtc::Endpoint::bind(config.webrtc.clone())
+                .await
+                .with_context(|| format!("cannot listen for WebRTC on UDP {}", config.webrtc.udp_listen))?;
+            Some(endpoint)
+        } else {
+            None
+        };
         let setup_token = if crate::auth::accounts::count(&db).await? == 0 {
             Some(SessionToken::generate().as_str().to_owned())
         } else {
@@ -189,6 +203,7 @@ impl App {
             jobs,
             mail: crate::email::Transport::default(),
             transcoding,
+            webrtc,
             rtmp_port: rtmp.local_addr().context("the RTMP listener's address")?.port(),
             public_url: match &config.http.public_url {
                 Some(url) => url.trim_end_matches('/').to_owned(),
@@ -234,7 +249,9 @@ impl App {
     /// Serves until `shutdown` is cancelled, then drains in order: stop accepting, finish
     /// in-flight requests and tasks, close the database.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!(http = %self.http_addr(), rtmp = %self.rtmp_addr(), "listening");
+        let webrtc =
+            self.state.webrtc().map(|endpoint| endpoint.local_addr().to_string()).unwrap_or_else(|| "off".into());
+        tracing::info!(http = %self.http_addr(), rtmp = %self.rtmp_addr(), %webrtc, "listening");
         if let Some(url) = self.setup_url() {
             tracing::info!(%url, "first-run setup: open this URL to create the admin account");
         }
@@ -243,6 +260,9 @@ impl App {
         let publishers = Arc::new(LivePublishers::new(state.clone()));
         let rtmp_config = state.config().rtmp.clone();
         tracker.spawn(aether_ingest::serve_rtmp(rtmp, rtmp_config, publishers, shutdown.child_token()));
+        if let Some(endpoint) = state.webrtc() {
+            tracker.spawn(endpoint.clone().run(shutdown.child_token()));
+        }
         tracker.spawn(sweep_sessions(state.clone(), shutdown.child_token()));
         tracker.spawn(state.archive().clone().upload_spooled(shutdown.child_token()));
         match crate::clips::resume(&state).await {

@@ -20,6 +20,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub http: HttpConfig,
     pub rtmp: RtmpConfig,
+    pub webrtc: aether_ingest::webrtc::WebrtcConfig,
     pub database: DatabaseConfig,
     pub redis: RedisConfig,
     pub auth: AuthConfig,
@@ -224,6 +225,7 @@ mod tests {
         let config = Config::embedded();
         assert_eq!(config.http.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(config.rtmp.listen, "0.0.0.0:1935".parse().unwrap());
+        assert_eq!(config.webrtc.udp_listen, "0.0.0.0:8189".parse().unwrap());
         assert_eq!(config.data_dir, PathBuf::from("./data"));
         assert!(config.database.url.is_none());
         assert!(config.redis.url.is_none());

@@ -22,6 +22,7 @@ pub fn router(state: AppState) -> Router {
         .merge(channels::router())
         .merge(chat::router())
         .merge(live::router())
+        .merge(live::webrtc::router())
         .merge(vod::router())
         .merge(clips::router())
         .merge(modules::profiles::router())

@@ -38,6 +38,9 @@ enum Command {
         /// RTMP listen address (overrides rtmp.listen).
         #[arg(long)]
         rtmp_listen: Option<SocketAddr>,
+        /// WebRTC UDP listen address (overrides webrtc.udp_listen).
+        #[arg(long)]
+        webrtc_listen: Option<SocketAddr>,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -104,9 +107,10 @@ fn main() -> ExitCode {
 
 async fn run(command: Command, mut config: Config) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve { http_listen, rtmp_listen } => {
+        Command::Serve { http_listen, rtmp_listen, webrtc_listen } => {
             config.http.listen = http_listen.unwrap_or(config.http.listen);
             config.rtmp.listen = rtmp_listen.unwrap_or(config.rtmp.listen);
+            config.webrtc.udp_listen = webrtc_listen.unwrap_or(config.webrtc.udp_listen);
             // Signals are caught from the start: one during start-up stops the server as soon
             // as it is built, cleanly, instead of killing it halfway.
             let shutdown = CancellationToken::new();

@@ -20,7 +20,13 @@ async fn serve_logs_its_addresses_answers_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let mut command = aether(dir.path());
     // The env var sets the HTTP address, the flag the RTMP one (over the defaults :8080 / :1935).
-    command.env("AETHER_HTTP__LISTEN", "127.0.0.1:0").args(["serve", "--rtmp-listen", "127.0.0.1:0"]);
+    command.env("AETHER_HTTP__LISTEN", "127.0.0.1:0").args([
+        "serve",
+        "--rtmp-listen",
+        "127.0.0.1:0",
+        "--webrtc-listen",
+        "127.0.0.1:0",
+    ]);
     let mut server = Server::start(command);
     let (http, rtmp) = server.addresses();
     assert!(http.ip().is_loopback() && http.port() != 0, "{http}");

@@ -237,6 +237,8 @@ async fn hostile_rtmp_clients_are_closed_and_logged_while_other_streams_play() {
         "127.0.0.1:0",
         "--rtmp-listen",
         "127.0.0.1:0",
+        "--webrtc-listen",
+        "127.0.0.1:0",
     ]);
     let mut server = Server::start(command);
     let (http, rtmp) = server.addresses();

@@ -76,7 +76,15 @@ async fn a_recording_cut_short_by_a_crash_becomes_a_vod(s3: Option<&S3Server>) {
     let key = prepare_channel(dir.path(), "crash", "crash_tv");
     let serve = || {
         let mut command = aether(dir.path());
-        command.args(["serve", "--http-listen", "127.0.0.1:0", "--rtmp-listen", "127.0.0.1:0"]);
+        command.args([
+            "serve",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--rtmp-listen",
+            "127.0.0.1:0",
+            "--webrtc-listen",
+            "127.0.0.1:0",
+        ]);
         if let Some(s3) = s3 {
             let config = s3.storage_config();
             command

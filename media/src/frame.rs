@@ -33,4 +33,8 @@ pub enum StreamEvent {
     VideoConfig(AvcConfig),
     AudioConfig(AacConfig),
     Frame(MediaFrame),
+    /// One Opus packet (48 kHz, stereo as WebRTC negotiates it; track `Audio`, times in
+    /// `TIMEBASE` ticks), from a WebRTC publisher. The server transcodes these to AAC for HLS
+    /// and the recording; WebRTC viewers get them as they came.
+    Opus(MediaFrame),
 }

@@ -4,6 +4,7 @@
 //! No tokio and no I/O: frames in, bytes and playlists out.
 
 pub mod aac;
+pub mod annexb;
 pub mod avc;
 mod bits;
 pub mod cmaf;

@@ -137,6 +137,8 @@ impl LiveLadder {
                     transcoder.reconfigure(config);
                 }
             }
+            // The rungs get the AAC made from it.
+            StreamEvent::Opus(_) => {}
             StreamEvent::AudioConfig(_) => {
                 self.audio_config = Some(event.clone());
                 for (index, feed) in self.feeds.iter().enumerate() {

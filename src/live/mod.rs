@@ -7,13 +7,16 @@ mod http;
 mod ladder;
 mod publish;
 pub mod record;
+mod rtc;
 mod thumbnails;
+pub mod webrtc;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 
+use aether_ingest::webrtc::RtcFeed;
 use aether_media::packager::{Packager, PackagerConfig};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
@@ -150,6 +153,8 @@ pub struct LiveStream {
     ingest: Mutex<IngestStats>,
     /// Set once the publisher is gone and the last segment flushed.
     ended: AtomicBool,
+    /// What its WebRTC (WHEP) viewers get, and their way to ask the source for a keyframe.
+    pub rtc: RtcFeed,
 }
 
 /// What a new broadcast is opened with.
@@ -163,7 +168,7 @@ struct Opened {
 }
 
 impl LiveStream {
-    fn new(opened: Opened, config: PackagerConfig) -> Self {
+    fn new(opened: Opened, config: PackagerConfig, viewer_queue: usize) -> Self {
         LiveStream {
             channel_id: opened.channel_id,
             channel: opened.channel,
@@ -177,6 +182,7 @@ impl LiveStream {
             thumbnail: Mutex::new(None),
             ingest: Mutex::new(IngestStats::default()),
             ended: AtomicBool::new(false),
+            rtc: RtcFeed::new(viewer_queue, Arc::default()),
         }
     }
 

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use super::ladder::{Flush, LiveLadder};
 use super::record::{self, Recorder};
+use super::rtc::{RtcNext, RtcOut};
 use super::thumbnails::KeyframeThumbnails;
 use super::{LiveStream, Opened};
 use crate::app::AppState;
@@ -67,8 +68,8 @@ impl PublishAuthority for LivePublishers {
                 // One handover at a time: a second publisher racing in with the same key is
                 // refused as for any live channel.
                 if live.handovers.try_send(Handover::Resume(receiver)).is_ok() {
-                    tracing::info!(peer = %request.peer, %channel, "rtmp publisher reconnected");
-                    return Ok(Publication { name: channel, events });
+                    tracing::info!(peer = %request.peer, %channel, app = %request.app, "publisher reconnected");
+                    return Ok(Publication { name: channel, events, keyframes: live.rtc.keyframe_signal() });
                 }
             } else {
                 // Another key (rotated meanwhile): that broadcast is over; this is a new one.
@@ -92,6 +93,7 @@ impl PublishAuthority for LivePublishers {
         let stream = Arc::new(LiveStream::new(
             Opened { channel_id, channel: channel.clone(), session_id, started_at, key_hash, handovers },
             state.config().hls.packager(),
+            state.config().webrtc.viewer_queue,
         ));
         if state.live().insert(stream.clone()).is_err() {
             // Another publisher of the same channel won the race; the transaction rolls back.
@@ -108,11 +110,12 @@ impl PublishAuthority for LivePublishers {
         }
         state.jobs().wake();
         let (events, receiver) = mpsc::channel(EVENT_QUEUE);
+        let keyframes = stream.rtc.keyframe_signal();
         state.tasks().spawn(package(state.clone(), stream, receiver, handed));
         metrics::gauge!("aether_live_streams").set(state.live().len() as f64);
         state.bus().publish(started);
-        tracing::info!(%channel, session_id, "stream started");
-        Ok(Publication { name: channel, events })
+        tracing::info!(%channel, session_id, app = %request.app, "stream started");
+        Ok(Publication { name: channel, events, keyframes })
     }
 }
 
@@ -187,6 +190,8 @@ async fn package(
 struct Broadcast {
     recorder: Option<Recorder>,
     ladder: Option<LiveLadder>,
+    /// What WebRTC viewers get; Opus made into AAC.
+    rtc: RtcOut,
     /// Without a ladder, thumbnails from single keyframes.
     thumbnails: Option<KeyframeThumbnails>,
     counted: PackagerStats,
@@ -212,6 +217,7 @@ impl Broadcast {
         Broadcast {
             recorder: Recorder::start(state, stream).await,
             ladder: None,
+            rtc: RtcOut::default(),
             thumbnails: None,
             counted: PackagerStats::default(),
             bitrate: BitrateMeter::default(),
@@ -236,6 +242,7 @@ impl Broadcast {
             let next = tokio::select! {
                 event = events.recv() => Next::Source(event),
                 Some(output) = next_output(&mut self.ladder) => Next::Ladder(output),
+                next = self.rtc.next(stream) => Next::Rtc(next),
             };
             match next {
                 Next::Source(Some(event)) => {
@@ -244,7 +251,14 @@ impl Broadcast {
                     }
                 }
                 Next::Source(None) => return true,
+                Next::Rtc(RtcNext::Aac(event)) => {
+                    if !self.package_event(state, stream, event).await {
+                        return false;
+                    }
+                }
+                Next::Rtc(RtcNext::Stopped) => {}
                 Next::Ladder(output) => {
+                    self.rtc.on_ladder(stream, &output);
                     if let Some(ladder) = &mut self.ladder {
                         let recorded = ladder.on_output(state, stream, output);
                         if let Some(recorder) = &self.recorder {
@@ -259,7 +273,7 @@ impl Broadcast {
     /// One source event; `false` when packaging failed and the broadcast must end.
     async fn on_event(&mut self, state: &AppState, stream: &Arc<LiveStream>, mut event: StreamEvent) -> bool {
         let channel = &stream.channel;
-        if let StreamEvent::Frame(frame) = &mut event {
+        if let StreamEvent::Frame(frame) | StreamEvent::Opus(frame) = &mut event {
             let shift = *self.shift.get_or_insert_with(|| {
                 // The first frame after a reconnect: on from where the media ended, plus the time
                 // the publisher was away, so that program date-times stay true.
@@ -290,6 +304,22 @@ impl Broadcast {
                 }
             }
         }
+        self.rtc.on_source(stream, &event);
+        if let StreamEvent::Opus(_) = event {
+            stream.update_ingest(|ingest| {
+                if ingest.audio.is_none() {
+                    ingest.audio = Some("Opus 48 kHz (AAC 128 kbps for HLS)".to_owned());
+                }
+            });
+            return true;
+        }
+        self.package_event(state, stream, event).await
+    }
+
+    /// An event for the packagers, the ladder and the recording (times on the broadcast's
+    /// timeline); `false` when packaging failed and the broadcast must end.
+    async fn package_event(&mut self, state: &AppState, stream: &Arc<LiveStream>, event: StreamEvent) -> bool {
+        let channel = &stream.channel;
         match &event {
             StreamEvent::VideoConfig(config) => {
                 stream.update_ingest(|ingest| {
@@ -302,7 +332,13 @@ impl Broadcast {
                     self.ladder_waits = Some((config.clone(), Vec::new()));
                 }
             }
-            StreamEvent::AudioConfig(config) => stream.update_ingest(|ingest| ingest.audio = Some(config.describe())),
+            StreamEvent::AudioConfig(config) => stream.update_ingest(|ingest| {
+                // A WHIP publisher's Opus is described as such (its AAC is ours).
+                if !ingest.audio.as_deref().is_some_and(|audio| audio.starts_with("Opus")) {
+                    ingest.audio = Some(config.describe());
+                }
+            }),
+            StreamEvent::Opus(_) => {}
             StreamEvent::Frame(frame) => {
                 if let Some(thumbnails) = &mut self.thumbnails
                     && frame.track == Track::Video
@@ -442,6 +478,7 @@ fn flush(stream: &LiveStream, how: Flush) -> Vec<record::Item> {
 
 enum Next {
     Source(Option<StreamEvent>),
+    Rtc(RtcNext),
     Ladder(aether_transcode::Output),
 }
 

@@ -92,6 +92,7 @@ pub fn test_config(storage: &Storage) -> Config {
     config.database.max_connections = 4;
     config.http.listen = "127.0.0.1:0".parse().unwrap();
     config.rtmp.listen = "127.0.0.1:0".parse().unwrap();
+    config.webrtc.udp_listen = "127.0.0.1:0".parse().unwrap();
     // Tests sign up many users from one address; the throttling test lowers this again.
     config.auth.attempts_per_minute = 10_000;
     // A stopped publisher ends its broadcast at once; the reconnect tests set a grace.
@@ -134,6 +135,7 @@ impl TestApp {
         let mut config = config;
         config.http.listen = "127.0.0.1:0".parse().unwrap();
         config.rtmp.listen = "127.0.0.1:0".parse().unwrap();
+        config.webrtc.udp_listen = "127.0.0.1:0".parse().unwrap();
         Self::start(storage, config).await
     }
 

@@ -89,7 +89,15 @@ impl Server {
 
 pub fn loopback_serve(data_dir: &Path) -> Command {
     let mut command = aether(data_dir);
-    command.args(["serve", "--http-listen", "127.0.0.1:0", "--rtmp-listen", "127.0.0.1:0"]);
+    command.args([
+        "serve",
+        "--http-listen",
+        "127.0.0.1:0",
+        "--rtmp-listen",
+        "127.0.0.1:0",
+        "--webrtc-listen",
+        "127.0.0.1:0",
+    ]);
     command
 }
 

@@ -11,6 +11,7 @@
 //! all renditions cut segments at the same times. When a rung falls behind real time, the lowest
 //! rungs are dropped first (`Output::Dropped`); pushing never blocks the caller.
 
+mod audio;
 mod ladder;
 mod reencode;
 mod still;
@@ -27,6 +28,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 
+pub use audio::{AUDIO_ELEMENTS, AudioOutput, AudioTranscoder};
 pub use ladder::{Encoder, LadderRung, MIN_RUNG_KBPS, Rung, TranscodeConfig, capped_bitrates, plan, plan_under};
 pub use reencode::{GopPicture, Reencoded, reencode_gop};
 pub use still::keyframe_jpeg;

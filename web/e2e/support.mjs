@@ -28,6 +28,8 @@ export async function startServer(extraConfig = '', { reconnectGraceSeconds = 2 
 listen = "127.0.0.1:0"
 [rtmp]
 listen = "127.0.0.1:0"
+[webrtc]
+udp_listen = "127.0.0.1:0"
 [auth]
 attempts_per_minute = 1000
 [live]

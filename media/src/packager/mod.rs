@@ -237,6 +237,8 @@ impl Packager {
                 Track::Video => self.push_video(frame, wall_ms, &mut produced)?,
                 Track::Audio => self.push_audio(frame, wall_ms, &mut produced)?,
             },
+            // HLS carries AAC: the server hands this packager the Opus transcoded.
+            StreamEvent::Opus(_) => {}
         }
         Ok(produced)
     }

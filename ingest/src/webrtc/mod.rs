@@ -1,0 +1,345 @@
+//! The WebRTC endpoint: WHIP publishers in, WHEP viewers out, every peer on one UDP socket.
+//!
+//! str0m (sans-IO) holds each peer's ICE-lite agent, DTLS, SRTP, RTCP and (de)packetizers; this
+//! module owns the I/O around them. One socket task reads every datagram and hands it to its peer
+//! (STUN by the ICE username's server half, the rest by the source address STUN made known); each
+//! peer is a task of its own that drives its `Rtc` (inputs, timeouts, outputs) and does its role:
+//! a publisher turns RTP into `StreamEvent`s exactly like an RTMP connection does, a viewer writes
+//! the samples of a stream's `RtcFeed`. The endpoint knows nothing of HTTP or the database: the
+//! server's WHIP/WHEP handlers check the offer, authorize, and call `publish` / `play`.
+
+mod offer;
+mod peer;
+mod play;
+mod publish;
+mod socket;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Deserialize;
+use str0m::change::SdpOffer;
+use str0m::{Candidate, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use offer::{OfferError, OfferSummary, check_offer};
+
+use crate::Publication;
+
+/// `[webrtc]` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebrtcConfig {
+    pub enabled: bool,
+    /// The one UDP port every peer uses.
+    pub udp_listen: SocketAddr,
+    /// Addresses peers reach this server at (NAT 1:1, e.g. a cloud VM's public address); the UDP
+    /// port is `udp_listen`'s. Empty: the listen address, or when that is unspecified the
+    /// address of the default route and loopback.
+    pub public_ips: Vec<IpAddr>,
+    /// STUN/TURN URLs offered to clients in WHIP/WHEP `Link` headers (ICE-lite needs none).
+    pub ice_servers: Vec<String>,
+    /// Seconds a peer may take to connect, and may stay silent once connected, before it ends.
+    pub ice_timeout_seconds: u64,
+    /// Samples a viewer may fall behind before it skips to the next keyframe.
+    pub viewer_queue: usize,
+}
+
+impl Default for WebrtcConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            udp_listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8189)),
+            public_ips: Vec::new(),
+            ice_servers: Vec::new(),
+            ice_timeout_seconds: 15,
+            viewer_queue: 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebrtcError {
+    #[error(transparent)]
+    Offer(#[from] OfferError),
+    #[error("the offer could not be answered: {0}")]
+    Negotiation(String),
+    #[error("no such session")]
+    UnknownSession,
+}
+
+/// What a stream offers its WebRTC viewers: H.264 access units (Annex B, parameter sets before
+/// each keyframe) and Opus packets, with their times; and the way to ask its source for a
+/// keyframe (a WHIP publisher's task listens; an RTMP source has none, and keyframes come on
+/// their own).
+#[derive(Clone)]
+pub struct RtcFeed {
+    samples: broadcast::Sender<Arc<RtcSample>>,
+    keyframes: Arc<Notify>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleKind {
+    Video,
+    Audio,
+}
+
+#[derive(Debug)]
+pub struct RtcSample {
+    pub kind: SampleKind,
+    /// Presentation time, 90 kHz ticks.
+    pub time: i64,
+    pub keyframe: bool,
+    pub data: Bytes,
+}
+
+impl RtcFeed {
+    pub fn new(capacity: usize, keyframes: Arc<Notify>) -> RtcFeed {
+        RtcFeed { samples: broadcast::channel(capacity.max(16)).0, keyframes }
+    }
+
+    /// Hands a sample to every viewer; nothing happens without viewers.
+    pub fn send(&self, sample: RtcSample) {
+        if self.samples.receiver_count() > 0 {
+            let _ = self.samples.send(Arc::new(sample));
+        }
+    }
+
+    /// What a WHIP publisher of this stream listens to for keyframe requests.
+    pub fn keyframe_signal(&self) -> Arc<Notify> {
+        self.keyframes.clone()
+    }
+
+    pub fn viewers(&self) -> usize {
+        self.samples.receiver_count()
+    }
+
+    /// Asks the source for a keyframe (coalesced: many asks before the source acts are one).
+    pub fn request_keyframe(&self) {
+        self.keyframes.notify_one();
+    }
+}
+
+/// A negotiated session: its id (the resource's last path segment), the SDP answer, and the
+/// entity tag of its ICE session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: String,
+    pub answer: String,
+    pub etag: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Publisher,
+    Viewer,
+}
+
+struct SessionEntry {
+    role: Role,
+    /// The channel it publishes or plays.
+    name: String,
+    cancel: CancellationToken,
+}
+
+/// Sessions by id and the routes from the socket to their peers.
+#[derive(Default)]
+struct Registry {
+    sessions: HashMap<String, SessionEntry>,
+}
+
+/// The endpoint: cheap to clone.
+#[derive(Clone)]
+pub struct Endpoint {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: WebrtcConfig,
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    candidates: Vec<SocketAddr>,
+    routes: socket::Routes,
+    registry: Mutex<Registry>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+    next_peer: AtomicU64,
+}
+
+impl Endpoint {
+    /// Binds the UDP socket; `run` serves it.
+    pub async fn bind(config: WebrtcConfig) -> std::io::Result<Endpoint> {
+        let socket = socket::bind(config.udp_listen)?;
+        let local = socket.local_addr()?;
+        let candidates = candidate_addresses(&config, local);
+        tracing::info!(udp = %local, candidates = ?candidates, "webrtc endpoint bound");
+        Ok(Endpoint {
+            inner: Arc::new(Inner {
+                config,
+                socket: Arc::new(socket),
+                local,
+                candidates,
+                routes: socket::Routes::default(),
+                registry: Mutex::default(),
+                tasks: TaskTracker::new(),
+                shutdown: CancellationToken::new(),
+                next_peer: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local
+    }
+
+    pub fn config(&self) -> &WebrtcConfig {
+        &self.inner.config
+    }
+
+    /// Reads the socket until `shutdown`, then ends every peer and waits for them.
+    pub async fn run(self, shutdown: CancellationToken) {
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            () = socket::read_loop(self.inner.socket.clone(), self.inner.local, &self.inner.routes) => {}
+        }
+        self.inner.shutdown.cancel();
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+    }
+
+    /// Answers a WHIP offer (already checked with `check_offer`) and starts its publisher, whose
+    /// stream events go to `publication`.
+    pub fn publish(&self, offer: &str, publication: Publication) -> Result<Session, WebrtcError> {
+        let name = publication.name.clone();
+        let (rtc, session) = self.answer(offer)?;
+        let role = peer::RoleState::Publish(publish::Publisher::new(publication));
+        self.start(rtc, session, role, Role::Publisher, name)
+    }
+
+    /// Answers a WHEP offer and starts a viewer of `feed`.
+    pub fn play(&self, offer: &str, name: &str, feed: &RtcFeed) -> Result<Session, WebrtcError> {
+        let (rtc, session) = self.answer(offer)?;
+        let role = peer::RoleState::Play(play::Player::new(feed.samples.subscribe(), feed.keyframes.clone()));
+        self.start(rtc, session, role, Role::Viewer, name.to_owned())
+    }
+
+    /// Ends a session (WHIP/WHEP `DELETE`); false when there is none by that id.
+    pub fn end(&self, id: &str) -> bool {
+        match self.registry().sessions.get(id) {
+            Some(entry) => {
+                entry.cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The role and channel of a session.
+    pub fn session(&self, id: &str) -> Option<(Role, String)> {
+        self.registry().sessions.get(id).map(|entry| (entry.role, entry.name.clone()))
+    }
+
+    /// Sessions open now, by role: (publishers, viewers).
+    pub fn counts(&self) -> (usize, usize) {
+        let registry = self.registry();
+        let publishers = registry.sessions.values().filter(|entry| entry.role == Role::Publisher).count();
+        (publishers, registry.sessions.len() - publishers)
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.inner.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn answer(&self, offer: &str) -> Result<(Rtc, Session), WebrtcError> {
+        let offer = SdpOffer::from_sdp_string(offer).map_err(|e| OfferError::Malformed(e.to_string()))?;
+        let mut rtc = Rtc::builder()
+            .set_ice_lite(true)
+            .clear_codecs()
+            .enable_h264(true)
+            .enable_opus(true, false)
+            .set_send_buffer_video(2000)
+            .build(Instant::now());
+        for addr in &self.inner.candidates {
+            let candidate = Candidate::host(*addr, "udp").map_err(|e| WebrtcError::Negotiation(e.to_string()))?;
+            rtc.add_local_candidate(candidate);
+        }
+        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| WebrtcError::Negotiation(e.to_string()))?;
+        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+        let session = Session { id: session_id(), answer: answer.to_sdp_string(), etag: format!("\"{ufrag}\"") };
+        Ok((rtc, session))
+    }
+
+    fn start(
+        &self,
+        mut rtc: Rtc,
+        session: Session,
+        role: peer::RoleState,
+        kind: Role,
+        name: String,
+    ) -> Result<Session, WebrtcError> {
+        let inner = &self.inner;
+        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+        let cancel = inner.shutdown.child_token();
+        let peer_id = inner.next_peer.fetch_add(1, Ordering::Relaxed);
+        let inbox = inner.routes.add(&ufrag, peer_id);
+        self.registry()
+            .sessions
+            .insert(session.id.clone(), SessionEntry { role: kind, name: name.clone(), cancel: cancel.clone() });
+        gauge(kind, self.counts());
+        let endpoint = self.clone();
+        let id = session.id.clone();
+        let timeout = Duration::from_secs(inner.config.ice_timeout_seconds.max(1));
+        let io = peer::PeerIo { socket: inner.socket.clone(), local: inner.local, inbox, timeout };
+        inner.tasks.spawn(async move {
+            let ended = peer::drive(&mut rtc, role, io, cancel).await;
+            tracing::info!(session = %id, channel = %name, role = ?kind, reason = %ended, "webrtc session ended");
+            endpoint.inner.routes.remove(&ufrag, peer_id);
+            endpoint.registry().sessions.remove(&id);
+            gauge(kind, endpoint.counts());
+        });
+        tracing::info!(session = %session.id, role = ?kind, "webrtc session started");
+        Ok(session)
+    }
+}
+
+fn gauge(role: Role, (publishers, viewers): (usize, usize)) {
+    let _ = role;
+    metrics::gauge!("aether_webrtc_sessions", "role" => "publisher").set(publishers as f64);
+    metrics::gauge!("aether_webrtc_sessions", "role" => "viewer").set(viewers as f64);
+}
+
+/// 128 random bits, hex.
+fn session_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The host candidates the answers name: the public addresses, else the bound one, else (bound
+/// to every interface) the default route's address and loopback.
+fn candidate_addresses(config: &WebrtcConfig, local: SocketAddr) -> Vec<SocketAddr> {
+    let port = local.port();
+    if !config.public_ips.is_empty() {
+        return config.public_ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
+    }
+    if !local.ip().is_unspecified() {
+        return vec![local];
+    }
+    let mut addresses = Vec::new();
+    // The address the default route leaves from (connecting a UDP socket sends nothing).
+    if let Ok(probe) = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+        && probe.connect((Ipv4Addr::new(192, 0, 2, 1), 9)).is_ok()
+        && let Ok(addr) = probe.local_addr()
+        && !addr.ip().is_loopback()
+    {
+        addresses.push(SocketAddr::new(addr.ip(), port));
+    }
+    addresses.push(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port));
+    addresses
+}

@@ -1,0 +1,182 @@
+//! One peer's task: feeds its `Rtc` the datagrams routed to it and the timeouts it asks for,
+//! sends what it transmits on the shared socket (never waiting: a full socket buffer loses the
+//! datagram, as the network would), and lets its role act on events and on its own work (a
+//! viewer's next sample, a publisher's keyframe request). It ends on `DELETE` (cancel), when ICE
+//! does not connect or goes silent for the timeout, on DTLS close, or when its role is done.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::net::{Protocol, Receive};
+use str0m::{Event, IceConnectionState, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::play::Player;
+use super::publish::Publisher;
+use super::socket::Datagram;
+
+pub(crate) struct PeerIo {
+    pub socket: Arc<UdpSocket>,
+    pub local: SocketAddr,
+    pub inbox: mpsc::Receiver<Datagram>,
+    pub timeout: Duration,
+}
+
+pub(crate) enum RoleState {
+    Publish(Publisher),
+    Play(Player),
+}
+
+/// What a role's own work was.
+pub(crate) enum Work {
+    Publish(super::publish::Work),
+    Play(super::play::Work),
+}
+
+/// Why a peer ended.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    Deleted,
+    NeverConnected,
+    Silent,
+    Disconnected,
+    Closed,
+    Failed(String),
+    Done(&'static str),
+}
+
+impl fmt::Display for Ended {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ended::Deleted => f.write_str("deleted by the client"),
+            Ended::NeverConnected => f.write_str("ICE/DTLS never connected"),
+            Ended::Silent => f.write_str("the peer went silent"),
+            Ended::Disconnected => f.write_str("ICE disconnected"),
+            Ended::Closed => f.write_str("the peer closed the connection"),
+            Ended::Failed(error) => write!(f, "failed: {error}"),
+            Ended::Done(why) => f.write_str(why),
+        }
+    }
+}
+
+impl RoleState {
+    /// An event from str0m; `Err` ends the peer.
+    fn on_event(&mut self, rtc: &mut Rtc, event: Event) -> Result<(), Ended> {
+        match self {
+            RoleState::Publish(publisher) => publisher.on_event(rtc, event),
+            RoleState::Play(player) => player.on_event(rtc, event),
+        }
+    }
+
+    async fn next(&mut self) -> Work {
+        match self {
+            RoleState::Publish(publisher) => Work::Publish(publisher.next().await),
+            RoleState::Play(player) => Work::Play(player.next().await),
+        }
+    }
+
+    fn on_work(&mut self, rtc: &mut Rtc, work: Work) -> Result<(), Ended> {
+        match (self, work) {
+            (RoleState::Publish(publisher), Work::Publish(work)) => publisher.on_work(rtc, work),
+            (RoleState::Play(player), Work::Play(work)) => player.on_work(rtc, work),
+            _ => Ok(()),
+        }
+    }
+
+    fn finish(&mut self) {
+        if let RoleState::Publish(publisher) = self {
+            publisher.finish();
+        }
+    }
+}
+
+pub(crate) async fn drive(rtc: &mut Rtc, mut role: RoleState, mut io: PeerIo, cancel: CancellationToken) -> Ended {
+    let started = Instant::now();
+    let mut connected = false;
+    let mut last_heard = Instant::now();
+    let ended = loop {
+        let deadline = match pump(rtc, &mut role, &io, &mut connected) {
+            Ok(deadline) => deadline,
+            Err(ended) => break ended,
+        };
+        if !connected && started.elapsed() > io.timeout {
+            break Ended::NeverConnected;
+        }
+        if connected && last_heard.elapsed() > io.timeout {
+            break Ended::Silent;
+        }
+        // Wake at str0m's deadline, and at least every second for the checks above.
+        let wake = deadline.min(Instant::now() + Duration::from_secs(1));
+        let input = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break Ended::Deleted,
+            datagram = io.inbox.recv() => match datagram {
+                Some(datagram) => Some(datagram),
+                None => break Ended::Done("the endpoint stopped"),
+            },
+            work = role.next() => {
+                if let Err(ended) = role.on_work(rtc, work) {
+                    break ended;
+                }
+                None
+            }
+            _ = tokio::time::sleep_until(wake.into()) => None,
+        };
+        let result = match input {
+            Some(datagram) => {
+                last_heard = datagram.at;
+                match datagram.data.as_ref().try_into() {
+                    Ok(contents) => rtc.handle_input(Input::Receive(
+                        datagram.at,
+                        Receive { proto: Protocol::Udp, source: datagram.source, destination: io.local, contents },
+                    )),
+                    // Not STUN, DTLS or (S)RTP: ignored.
+                    Err(_) => Ok(()),
+                }
+            }
+            None => rtc.handle_input(Input::Timeout(Instant::now())),
+        };
+        if let Err(error) = result {
+            break Ended::Failed(error.to_string());
+        }
+    };
+    role.finish();
+    rtc.disconnect();
+    // The last outputs (DTLS close_notify, RTCP BYE) go out, best effort.
+    let _ = pump(rtc, &mut role, &io, &mut connected);
+    io.inbox.close();
+    ended
+}
+
+/// Polls `rtc` until it asks for a timeout (returned), sending what it transmits and handing
+/// events to the role.
+fn pump(rtc: &mut Rtc, role: &mut RoleState, io: &PeerIo, connected: &mut bool) -> Result<Instant, Ended> {
+    loop {
+        if !rtc.is_alive() {
+            return Err(Ended::Closed);
+        }
+        match rtc.poll_output().map_err(|error| Ended::Failed(error.to_string()))? {
+            Output::Timeout(at) => return Ok(at),
+            Output::Transmit(transmit) => {
+                if transmit.proto == Protocol::Udp
+                    && io.socket.try_send_to(&transmit.contents, transmit.destination).is_err()
+                {
+                    metrics::counter!("aether_webrtc_datagrams_unsent_total").increment(1);
+                }
+            }
+            Output::Event(event) => match event {
+                Event::Connected => {
+                    *connected = true;
+                    role.on_event(rtc, Event::Connected)?;
+                }
+                Event::IceConnectionStateChange(IceConnectionState::Disconnected) => return Err(Ended::Disconnected),
+                Event::Closed => return Err(Ended::Closed),
+                event => role.on_event(rtc, event)?,
+            },
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! WHIP and WHEP over HTTP against a real server, on SQLite and PostgreSQL: offers made by str0m
+//! (an independent client of the endpoint), refusals with clear statuses and JSON errors, the
+//! go-live a WHIP session opens and its end on DELETE, and peers that never connect cleaned up
+//! after the ICE timeout (sessions back to zero). Media from real browsers is in web/e2e.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use str0m::Rtc;
+use str0m::media::{Direction, MediaKind};
+use support::{Backend, TestApp, eventually};
+
+on_both_backends!(
+    whip_refuses_bad_offers_keys_and_a_second_publisher_and_delete_ends_the_broadcast,
+    whep_refuses_channels_that_are_not_live_and_unknown_sessions,
+    peers_that_never_connect_are_cleaned_up_after_the_ice_timeout,
+);
+
+/// An offer as a client makes it: `kinds` sent (WHIP) or received (WHEP), Opus and H.264 or
+/// only `video_codec` for video.
+fn offer(direction: Direction, h264: bool) -> String {
+    let mut builder = Rtc::builder().clear_codecs().enable_opus(true, false);
+    builder = if h264 { builder.enable_h264(true) } else { builder.enable_vp8(true) };
+    let mut rtc = builder.build(Instant::now());
+    let mut change = rtc.sdp_api();
+    change.add_media(MediaKind::Audio, direction, None, None, None);
+    change.add_media(MediaKind::Video, direction, None, None, None);
+    let (offer, _) = change.apply().expect("an offer");
+    // A host candidate, as browsers include (the server is ICE-lite and needs none).
+    offer.to_sdp_string()
+}
+
+async fn post_sdp(
+    app: &TestApp,
+    path: &str,
+    key: Option<&str>,
+    body: String,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let mut request = app.client.post(app.url(path)).header("content-type", "application/sdp").body(body);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.unwrap();
+    let (status, headers) = (response.status().as_u16(), response.headers().clone());
+    (status, headers, response.text().await.unwrap())
+}
+
+fn code(body: &str) -> String {
+    let json: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("a JSON error, got {body:?}"));
+    json["error"]["code"].as_str().unwrap_or_default().to_owned()
+}
+
+async fn whip_refuses_bad_offers_keys_and_a_second_publisher_and_delete_ends_the_broadcast(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let owner = app.signup("whipper").await;
+    let key = app.create_channel(&owner, "whip_chan").await;
+    let good = offer(Direction::SendOnly, true);
+
+    let (status, headers, body) = post_sdp(&app, "/api/whip", None, good.clone()).await;
+    assert_eq!((status, code(&body).as_str()), (401, "unauthorized"), "no token");
+    assert_eq!(headers["access-control-allow-origin"], "*", "errors carry CORS headers too");
+    let (status, _, body) = post_sdp(&app, "/api/whip", Some("nope"), good.clone()).await;
+    assert_eq!((status, code(&body).as_str()), (401, "invalid_stream_key"));
+    let (status, _, body) = post_sdp(&app, "/api/whip", Some(&key), "v=0\r\nthis is not sdp".into()).await;
+    assert_eq!((status, code(&body).as_str()), (400, "invalid_sdp"), "{body}");
+    let no_media = good.split("m=").next().unwrap().to_owned();
+    let (status, _, body) = post_sdp(&app, "/api/whip", Some(&key), no_media).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _, body) = post_sdp(&app, "/api/whip", Some(&key), offer(Direction::SendOnly, false)).await;
+    assert_eq!((status, code(&body).as_str()), (406, "unsupported_codec"), "VP8 only");
+    assert!(body.contains("H.264"), "the message says what to send: {body}");
+    let wrong_type = app.client.post(app.url("/api/whip")).bearer_auth(&key).body(good.clone()).send().await.unwrap();
+    assert_eq!(wrong_type.status(), 415);
+    let preflight = app.client.request(reqwest::Method::OPTIONS, app.url("/api/whip")).send().await.unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert!(preflight.headers()["access-control-allow-headers"].to_str().unwrap().contains("Authorization"));
+    let (_, channel) = app.get("/api/v1/channels/whip_chan", None).await;
+    assert_eq!(channel["live"], false, "nothing refused went live");
+
+    let (status, headers, answer) = post_sdp(&app, "/api/whip", Some(&key), good.clone()).await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(headers["content-type"], "application/sdp");
+    assert!(answer.starts_with("v=0") && answer.contains("a=ice-lite") && answer.contains("H264"), "{answer}");
+    let candidate = format!("{} typ host", app.state.webrtc().unwrap().local_addr().port());
+    assert!(answer.contains(&candidate), "the answer names the endpoint's UDP port: {answer}");
+    let location = headers["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with("/api/whip/"), "{location}");
+    assert!(headers.contains_key("etag"));
+    let (_, channel) = app.get("/api/v1/channels/whip_chan", None).await;
+    assert_eq!(channel["live"], true, "a WHIP session takes the channel live");
+
+    let (status, _, body) = post_sdp(&app, "/api/whip", Some(&key), good.clone()).await;
+    assert_eq!((status, code(&body).as_str()), (409, "already_live"));
+
+    // Trickle is accepted, an ICE restart refused, and a fragment needs its content type.
+    let patch = |content_type: &'static str, if_match: Option<&'static str>| {
+        let mut request = app.client.patch(app.url(&location)).header("content-type", content_type);
+        if let Some(value) = if_match {
+            request = request.header("if-match", value);
+        }
+        request.body(
+            "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdefghijkl\r\na=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n",
+        )
+    };
+    assert_eq!(patch("application/trickle-ice-sdpfrag", None).send().await.unwrap().status(), 204);
+    assert_eq!(patch("application/trickle-ice-sdpfrag", Some("*")).send().await.unwrap().status(), 422);
+    assert_eq!(patch("text/plain", None).send().await.unwrap().status(), 415);
+
+    let deleted = app.client.delete(app.url(&location)).send().await.unwrap();
+    assert_eq!(deleted.status(), 200);
+    let offline = eventually(Duration::from_secs(10), || async {
+        let (_, channel) = app.get("/api/v1/channels/whip_chan", None).await;
+        (channel["live"] == false).then_some(())
+    })
+    .await;
+    assert!(offline.is_some(), "DELETE ends the broadcast");
+    assert_eq!(app.client.delete(app.url(&location)).send().await.unwrap().status(), 404, "gone once ended");
+    assert_eq!(app.state.webrtc().unwrap().counts(), (0, 0));
+}
+
+async fn whep_refuses_channels_that_are_not_live_and_unknown_sessions(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let owner = app.signup("whepowner").await;
+    let key = app.create_channel(&owner, "whep_chan").await;
+    let watch = offer(Direction::RecvOnly, true);
+    let (status, _, body) = post_sdp(&app, "/api/whep/whep_chan", None, watch.clone()).await;
+    assert_eq!((status, code(&body).as_str()), (404, "not_found"), "not live: {body}");
+    let (status, _, body) = post_sdp(&app, "/api/whep/no_such_chan", None, watch.clone()).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, _, body) = post_sdp(&app, "/api/whep/whep_chan", None, "garbage".into()).await;
+    assert_eq!(status, 400, "{body}");
+    for path in ["/api/whep/whep_chan/0123456789abcdef", "/api/whip/0123456789abcdef"] {
+        assert_eq!(app.client.delete(app.url(path)).send().await.unwrap().status(), 404);
+        let patched = app
+            .client
+            .patch(app.url(path))
+            .header("content-type", "application/trickle-ice-sdpfrag")
+            .body("a=end-of-candidates\r\n")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(patched.status(), 404);
+    }
+
+    // Live (a WHIP session opened it): a viewer's offer is answered, VP8-only is refused.
+    let (status, _, _) = post_sdp(&app, "/api/whip", Some(&key), offer(Direction::SendOnly, true)).await;
+    assert_eq!(status, 201);
+    let (status, headers, answer) = post_sdp(&app, "/api/whep/whep_chan", None, watch.clone()).await;
+    assert_eq!(status, 201, "{answer}");
+    let location = headers["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with("/api/whep/whep_chan/"), "{location}");
+    assert!(answer.contains("a=sendonly"), "the server sends: {answer}");
+    let (status, _, body) = post_sdp(&app, "/api/whep/whep_chan", None, offer(Direction::RecvOnly, false)).await;
+    assert_eq!((status, code(&body).as_str()), (406, "unsupported_codec"));
+    // A viewer session is not a publisher's: the WHIP path does not end it.
+    let id = location.rsplit('/').next().unwrap();
+    assert_eq!(app.client.delete(app.url(&format!("/api/whip/{id}"))).send().await.unwrap().status(), 404);
+    assert_eq!(app.client.delete(app.url(&location)).send().await.unwrap().status(), 200);
+}
+
+async fn peers_that_never_connect_are_cleaned_up_after_the_ice_timeout(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |config| config.webrtc.ice_timeout_seconds = 1).await else { return };
+    let owner = app.signup("vanisher").await;
+    let key = app.create_channel(&owner, "vanish_chan").await;
+    let (status, _, _) = post_sdp(&app, "/api/whip", Some(&key), offer(Direction::SendOnly, true)).await;
+    assert_eq!(status, 201);
+    for _ in 0..3 {
+        let (status, _, _) = post_sdp(&app, "/api/whep/vanish_chan", None, offer(Direction::RecvOnly, true)).await;
+        assert_eq!(status, 201);
+    }
+    let endpoint = app.state.webrtc().unwrap().clone();
+    assert_eq!(endpoint.counts(), (1, 3));
+    // Nobody connects and nobody says DELETE: every session ends, and the broadcast with its publisher.
+    let cleaned = eventually(Duration::from_secs(10), || async { (endpoint.counts() == (0, 0)).then_some(()) }).await;
+    assert!(cleaned.is_some(), "sessions left: {:?}", endpoint.counts());
+    let offline = eventually(Duration::from_secs(10), || async {
+        let (_, channel) = app.get("/api/v1/channels/vanish_chan", None).await;
+        (channel["live"] == false).then_some(())
+    })
+    .await;
+    assert!(offline.is_some());
+    // (The gauge's value is shared by every server in this test process; its presence is checked.)
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("aether_webrtc_sessions{role=\"viewer\"}"), "{metrics}");
+}
