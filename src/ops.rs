@@ -30,7 +30,9 @@ async fn server(State(state): State<AppState>) -> Json<serde_json::Value> {
             "transcoding": config.transcode.enabled && state.transcoding_available(),
             "recording": config.recording.enabled,
             "clips": config.recording.enabled,
+            "webrtc": state.webrtc().is_some(),
         },
+        "webrtc": { "whip": "/api/whip", "whep": "/api/whep/{channel}", "ice_servers": config.webrtc.ice_servers },
         "chat": { "max_message_chars": config.chat.max_message_chars },
     }))
 }

@@ -285,6 +285,12 @@ impl Broadcast {
             self.media_end = self.media_end.max(frame.dts);
             if frame.track == Track::Video {
                 self.keyframes.add(frame);
+                // Segments are cut at keyframes: a publisher that can be asked (WHIP; browsers
+                // send keyframes only when asked) is asked for one each segment.
+                let segment = (state.config().hls.segment_seconds * f64::from(TIMEBASE)) as i64;
+                if self.keyframes.since_key(frame.dts).is_some_and(|since| since >= segment) {
+                    stream.rtc.request_keyframe();
+                }
                 self.video_bytes += frame.data.len() as u64;
                 let span = self.video_span.get_or_insert((frame.dts, frame.dts));
                 span.1 = span.1.max(frame.dts);
@@ -549,6 +555,11 @@ impl KeyframeMeter {
         } else if self.interval.is_none_or(|interval| since > interval) {
             self.interval = Some(since);
         }
+    }
+
+    /// Ticks from the last keyframe to `dts`.
+    fn since_key(&self, dts: i64) -> Option<i64> {
+        self.last_key.map(|last| dts - last)
     }
 
     fn interval_secs(&self) -> Option<f64> {

@@ -153,7 +153,9 @@ export async function until(what, check, ms = 30000, every = 250) {
   }
 }
 
-export async function launchBrowser() {
+/// Headless Chromium; `fakeMedia` gives it a synthetic camera and microphone (and grants them).
+export async function launchBrowser({ fakeMedia = false } = {}) {
+  const media = fakeMedia ? ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'] : [];
   return chromium.launch({
     executablePath: process.env.E2E_CHROMIUM ?? '/usr/bin/chromium',
     args: [
@@ -165,6 +167,7 @@ export async function launchBrowser() {
       '--disable-component-update',
       '--disable-sync',
       '--autoplay-policy=no-user-gesture-required',
+      ...media,
     ],
   });
 }

@@ -103,7 +103,8 @@ export interface Clip {
 
 export interface ServerInfo {
   rtmp: { host: string | null; port: number; app: string };
-  features: { transcoding: boolean; recording: boolean; clips: boolean };
+  features: { transcoding: boolean; recording: boolean; clips: boolean; webrtc: boolean };
+  webrtc: { whip: string; whep: string; ice_servers: string[] };
   chat: { max_message_chars: number };
 }
 

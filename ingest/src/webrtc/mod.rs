@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::Deserialize;
 use str0m::change::SdpOffer;
+use str0m::media::{MediaKind, Mid};
 use str0m::{Candidate, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::{Notify, broadcast};
@@ -219,14 +220,17 @@ impl Endpoint {
     pub fn publish(&self, offer: &str, publication: Publication) -> Result<Session, WebrtcError> {
         let name = publication.name.clone();
         let (rtc, session) = self.answer(offer)?;
-        let role = peer::RoleState::Publish(publish::Publisher::new(publication));
+        let video = media_of(&session.answer, MediaKind::Video);
+        let role = peer::RoleState::Publish(publish::Publisher::new(publication, video));
         self.start(rtc, session, role, Role::Publisher, name)
     }
 
     /// Answers a WHEP offer and starts a viewer of `feed`.
     pub fn play(&self, offer: &str, name: &str, feed: &RtcFeed) -> Result<Session, WebrtcError> {
         let (rtc, session) = self.answer(offer)?;
-        let role = peer::RoleState::Play(play::Player::new(feed.samples.subscribe(), feed.keyframes.clone()));
+        let (video, audio) = (media_of(&session.answer, MediaKind::Video), media_of(&session.answer, MediaKind::Audio));
+        let role =
+            peer::RoleState::Play(play::Player::new(feed.samples.subscribe(), feed.keyframes.clone(), video, audio));
         self.start(rtc, session, role, Role::Viewer, name.to_owned())
     }
 
@@ -307,6 +311,24 @@ impl Endpoint {
         tracing::info!(session = %session.id, role = ?kind, "webrtc session started");
         Ok(session)
     }
+}
+
+/// The mid of the first active section of `kind` in an SDP (our answer).
+fn media_of(sdp: &str, kind: MediaKind) -> Option<Mid> {
+    let wanted = match kind {
+        MediaKind::Audio => "audio",
+        MediaKind::Video => "video",
+    };
+    let mut current = false;
+    for line in sdp.lines() {
+        if let Some(media) = line.strip_prefix("m=") {
+            let mut fields = media.split_whitespace();
+            current = fields.next() == Some(wanted) && fields.next() != Some("0");
+        } else if current && let Some(mid) = line.strip_prefix("a=mid:") {
+            return Some(Mid::from(mid.trim()));
+        }
+    }
+    None
 }
 
 fn gauge(role: Role, (publishers, viewers): (usize, usize)) {

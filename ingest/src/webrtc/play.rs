@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use str0m::format::{Codec, PayloadParams};
-use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt};
+use str0m::media::{Frequency, MediaTime, Mid, Pt};
 use str0m::{Event, Rtc};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{Notify, broadcast};
@@ -34,8 +34,22 @@ pub(crate) enum Work {
 }
 
 impl Player {
-    pub fn new(samples: broadcast::Receiver<Arc<RtcSample>>, keyframes: Arc<Notify>) -> Player {
-        Player { samples, keyframes, video: None, audio: None, connected: false, video_started: false, skipped: 0 }
+    /// `video` and `audio`: the mids of the answer's sections.
+    pub fn new(
+        samples: broadcast::Receiver<Arc<RtcSample>>,
+        keyframes: Arc<Notify>,
+        video: Option<Mid>,
+        audio: Option<Mid>,
+    ) -> Player {
+        Player {
+            samples,
+            keyframes,
+            video: video.map(|mid| (mid, None)),
+            audio: audio.map(|mid| (mid, None)),
+            connected: false,
+            video_started: false,
+            skipped: 0,
+        }
     }
 
     pub async fn next(&mut self) -> Work {
@@ -48,17 +62,11 @@ impl Player {
 
     pub fn on_event(&mut self, rtc: &mut Rtc, event: Event) -> Result<(), Ended> {
         match event {
-            Event::MediaAdded(added) => {
-                match added.kind {
-                    MediaKind::Video => self.video = Some((added.mid, None)),
-                    MediaKind::Audio => self.audio = Some((added.mid, None)),
-                }
-                Ok(())
-            }
             Event::Connected => {
                 self.connected = true;
                 self.video = self.video.map(|(mid, _)| (mid, payload_type(rtc, mid, Codec::H264)));
                 self.audio = self.audio.map(|(mid, _)| (mid, payload_type(rtc, mid, Codec::Opus)));
+                tracing::debug!(video = ?self.video, audio = ?self.audio, "whep viewer connected");
                 self.keyframes.notify_one();
                 Ok(())
             }

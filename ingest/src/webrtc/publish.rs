@@ -16,7 +16,7 @@ use aether_media::annexb::{self, NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS};
 use aether_media::{MediaFrame, StreamEvent, TIMEBASE, Track};
 use bytes::Bytes;
 use str0m::format::Codec;
-use str0m::media::{KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid};
+use str0m::media::{KeyframeRequestKind, MediaData, MediaTime, Mid};
 use str0m::{Event, Rtc};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Notify, mpsc};
@@ -50,12 +50,13 @@ pub(crate) enum Work {
 }
 
 impl Publisher {
-    pub fn new(publication: Publication) -> Publisher {
+    /// `video_mid`: the mid of the answer's video section (keyframe requests go there).
+    pub fn new(publication: Publication, video_mid: Option<Mid>) -> Publisher {
         Publisher {
             name: publication.name,
             events: publication.events,
             keyframes: publication.keyframes,
-            video_mid: None,
+            video_mid,
             sps: None,
             pps: None,
             announced: None,
@@ -86,10 +87,6 @@ impl Publisher {
 
     pub fn on_event(&mut self, rtc: &mut Rtc, event: Event) -> Result<(), Ended> {
         match event {
-            Event::MediaAdded(added) if added.kind == MediaKind::Video => {
-                self.video_mid = Some(added.mid);
-                Ok(())
-            }
             Event::MediaData(data) => self.on_media(rtc, data),
             _ => Ok(()),
         }

@@ -11,6 +11,7 @@ import { Mount } from '../components/mount';
 import { FormError, Link, useTitle } from '../components/ui';
 import { formatCount } from '../dom';
 import { createPlayer } from '../player';
+import { createRtcPlayer } from '../rtcplayer';
 import { currentUser } from '../state';
 import { toast } from '../toast';
 
@@ -27,6 +28,17 @@ function Offline({ channel }: { channel: Channel }) {
   );
 }
 
+const REALTIME_KEY = 'aether:realtime';
+
+function readRealtime(): boolean {
+  if (new URLSearchParams(location.search).get('realtime') === '1') return true;
+  try {
+    return localStorage.getItem(REALTIME_KEY) === '1';
+  } catch {
+    return false;
+  }
+}
+
 export function ChannelPage({ name }: { name: string }) {
   const [channel, setChannel] = useState<Channel | null | undefined>(undefined);
   const [info, setInfo] = useState<ServerInfo | null>(null);
@@ -36,6 +48,16 @@ export function ChannelPage({ name }: { name: string }) {
   // A new player after a fatal error (the broadcast ended, or its media went away).
   const [attempt, setAttempt] = useState(0);
   const [clipping, setClipping] = useState(false);
+  // Real-time (WHEP) instead of HLS; remembered in this browser.
+  const [realtime, setRealtimeState] = useState(() => readRealtime());
+  const setRealtime = (on: boolean) => {
+    setRealtimeState(on);
+    try {
+      localStorage.setItem(REALTIME_KEY, on ? '1' : '0');
+    } catch {
+      // private mode: this page only
+    }
+  };
   useTitle(channel ? channel.title || channel.name : channel === null ? 'No such channel' : '');
 
   const refresh = async () => {
@@ -91,7 +113,21 @@ export function ChannelPage({ name }: { name: string }) {
     <div class="watch">
       <div class="watch-main">
         <div class="stage">
-          {live ? (
+          {live && realtime && info.features.webrtc ? (
+            <Mount
+              key={`rtc-${attempt}`}
+              make={() =>
+                createRtcPlayer({
+                  url: new URL(info.webrtc.whep.replace('{channel}', channel.name), location.origin).toString(),
+                  iceServers: info.webrtc.ice_servers,
+                  onFail: (reason) => {
+                    toast(`Real-time playback failed (${reason}): playing with the usual delay.`, 'error');
+                    setRealtime(false);
+                  },
+                })
+              }
+            />
+          ) : live ? (
             <Mount
               key={attempt}
               make={() =>
@@ -124,6 +160,16 @@ export function ChannelPage({ name }: { name: string }) {
             <span class="viewers" aria-live="off">
               {live && viewers !== null ? `${formatCount(viewers)} watching` : ''}
             </span>
+            {live && info.features.webrtc && (
+              <button
+                type="button"
+                aria-pressed={realtime ? 'true' : 'false'}
+                title="WebRTC: under a second behind the streamer"
+                onClick={() => setRealtime(!realtime)}
+              >
+                Real-time
+              </button>
+            )}
             <FollowButton channel={channel.name} owner={channel.owner} />
             {live && user && info.features.clips && channel.record && (
               <button type="button" class="primary" disabled={clipping} onClick={() => void clip()}>

@@ -9,6 +9,7 @@ import { ChatModes } from '../../components/chatmodes';
 import { Mount } from '../../components/mount';
 import { FormError, Link, useTitle } from '../../components/ui';
 import { navigate, query } from '../../nav';
+import { BrowserPublishPanel } from './golive';
 import { Card, ClipsPanel, FollowersPanel, InfoPanel, ModeratorsPanel, ObsPanel, RecordingsPanel, StreamPanel, rememberKey } from './panels';
 
 function CreateChannel() {
@@ -64,6 +65,7 @@ function ChannelDashboard({ initial, info }: { initial: Channel; info: ServerInf
       <div class="dash-col">
         <StreamPanel channel={channel} />
         <ObsPanel channel={channel} info={info} />
+        {info.features.webrtc && <BrowserPublishPanel channel={channel} info={info} />}
         <InfoPanel channel={channel} info={info} onSaved={setChannel} />
         <ModeratorsPanel channel={channel.name} />
         <FollowersPanel channel={channel.name} />

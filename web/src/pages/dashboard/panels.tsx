@@ -20,7 +20,7 @@ export function rememberKey(channel: string, key: string): void {
   }
 }
 
-function storedKey(channel: string): string | null {
+export function storedKey(channel: string): string | null {
   try {
     return localStorage.getItem(keyStore(channel));
   } catch {
@@ -118,6 +118,7 @@ export function ObsPanel({ channel, info }: { channel: Channel; info: ServerInfo
   const [key, setKey] = useState<string | null>(() => storedKey(channel.name));
   const [revealed, setRevealed] = useState(false);
   const serverUrl = `rtmp://${info.rtmp.host ?? location.hostname}:${info.rtmp.port}/${info.rtmp.app}`;
+  const whipUrl = new URL(info.webrtc.whip, location.origin).toString();
   const rotate = async () => {
     if (!confirm('Reset the stream key? The current key stops working at once; update OBS with the new one.')) return;
     try {
@@ -138,6 +139,16 @@ export function ObsPanel({ channel, info }: { channel: Channel; info: ServerInfo
         <code data-testid="rtmp-url">{serverUrl}</code>
         <CopyButton label="Copy server" value={() => serverUrl} />
       </div>
+      {info.features.webrtc && (
+        <div class="copy-row">
+          <span class="label">WHIP</span>
+          <code data-testid="whip-url">{whipUrl}</code>
+          <CopyButton label="Copy WHIP URL" value={() => whipUrl} />
+        </div>
+      )}
+      {info.features.webrtc && (
+        <p class="muted">OBS 30+: Service “WHIP”, Server the WHIP URL, Bearer Token the stream key (sub-second delay).</p>
+      )}
       <div class="copy-row">
         <span class="label">Stream key</span>
         <code class="key" data-testid="stream-key">
