@@ -208,6 +208,7 @@ impl Config {
             return Err(ConfigError::Value("live.reconnect_grace_seconds must be 0 to 600".into()));
         }
         self.transcode.validate().map_err(ConfigError::Value)?;
+        self.webrtc.validate().map_err(ConfigError::Value)?;
         self.chat.validate().map_err(ConfigError::Value)?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid("log.level is not a valid filter");

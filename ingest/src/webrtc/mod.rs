@@ -66,6 +66,21 @@ impl Default for WebrtcConfig {
     }
 }
 
+impl WebrtcConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=300).contains(&self.ice_timeout_seconds) {
+            return Err("webrtc.ice_timeout_seconds must be 1 to 300".into());
+        }
+        if !(16..=65_536).contains(&self.viewer_queue) {
+            return Err("webrtc.viewer_queue must be 16 to 65536".into());
+        }
+        if self.public_ips.iter().any(|ip| ip.is_unspecified()) {
+            return Err("webrtc.public_ips must name addresses clients can reach (not 0.0.0.0)".into());
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum WebrtcError {
     #[error(transparent)]
