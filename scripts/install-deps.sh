@@ -13,8 +13,9 @@ profile="${1:-run}"
 run_packages=(ca-certificates pkg-config
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav)
-# Chromium drives the web UI's browser tests (playwright-core uses this build, never its own).
-test_packages=(postgresql ffmpeg redis-server chromium python3-aiosmtpd)
+# Chromium drives the web UI's browser tests (playwright-core uses this build, never its own) and
+# is one WebRTC peer of the tests; aiortc (Python) is the other, independent one.
+test_packages=(postgresql ffmpeg redis-server chromium python3-aiosmtpd python3-aiortc)
 bench_packages=(nginx libnginx-mod-rtmp)
 
 packages=("${run_packages[@]}")

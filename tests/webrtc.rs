@@ -18,6 +18,82 @@ on_both_backends!(
     peers_that_never_connect_are_cleaned_up_after_the_ice_timeout,
 );
 
+/// Runs the aiortc client (tests/support/aiortc_client.py) and returns its JSON line.
+fn aiortc(args: &[&str]) -> std::process::Child {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/aiortc_client.py");
+    std::process::Command::new("/usr/bin/python3")
+        .arg(script)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs")
+}
+
+fn report(child: std::process::Child) -> Value {
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|_| panic!("aiortc said {stdout:?}; stderr: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+fn aiortc_present() -> bool {
+    let present = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", "import aiortc"])
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(present || std::env::var_os("CI").is_none(), "python3-aiortc is missing (scripts/install-deps.sh test)");
+    present
+}
+
+/// aiortc, a second WebRTC implementation: it publishes H.264 + Opus over WHIP (HLS gets both,
+/// the Opus as AAC) and plays the stream back over WHEP, decoding pictures and sound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiortc_publishes_over_whip_and_plays_over_whep() {
+    if !aiortc_present() || !support::gstreamer_present() {
+        return;
+    }
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else { return };
+    let owner = app.signup("aiortc_owner").await;
+    let key = app.create_channel(&owner, "aiortc_chan").await;
+    let base = app.url("");
+    let base = base.trim_end_matches('/').to_owned();
+    // aiortc 1.4 (Debian's) ignores keyframe requests: its pictures start at x264's own keyframes
+    // (a new one each time its bitrate changes by a tenth, every few seconds), so the viewer
+    // watches long enough to meet a few.
+    let publisher = aiortc(&["publish", &base, &key, "24"]);
+    let master = eventually(Duration::from_secs(20), || async {
+        let response = app.client.get(app.url("/live/aiortc_chan/master.m3u8")).send().await.ok()?;
+        let text = response.text().await.ok()?;
+        (text.contains("mp4a.40.2") && text.contains("avc1.")).then_some(text)
+    })
+    .await;
+    assert!(master.is_some(), "HLS has H.264 and the AAC made from aiortc's Opus");
+    let (_, channel) = app.get("/api/v1/channels/aiortc_chan", None).await;
+    assert_eq!(channel["live"], true);
+    assert_eq!(channel["stream"]["video_codec"].as_str().map(|c| c.starts_with("H.264")), Some(true), "{channel}");
+
+    let viewer = report(aiortc(&["play", &base, "aiortc_chan", "12"]));
+    assert_eq!(viewer["state"], "connected", "{viewer}");
+    assert!(viewer["video"].as_u64().unwrap() > 30, "pictures decoded: {viewer}");
+    assert!(viewer["audio"].as_u64().unwrap() > 50, "sound decoded: {viewer}");
+    assert_eq!(viewer["width"], 640, "{viewer}");
+    assert_eq!(viewer["delete"], 200, "{viewer}");
+
+    let published = report(publisher);
+    assert_eq!(
+        (published["state"].as_str(), published["delete"].as_u64()),
+        (Some("connected"), Some(200)),
+        "{published}"
+    );
+    let offline = eventually(Duration::from_secs(10), || async {
+        let (_, channel) = app.get("/api/v1/channels/aiortc_chan", None).await;
+        (channel["live"] == false).then_some(())
+    })
+    .await;
+    assert!(offline.is_some(), "the DELETE ended the broadcast");
+}
+
 /// An offer as a client makes it: `kinds` sent (WHIP) or received (WHEP), Opus and H.264 or
 /// only `video_codec` for video.
 fn offer(direction: Direction, h264: bool) -> String {

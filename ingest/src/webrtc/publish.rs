@@ -193,9 +193,12 @@ impl Publisher {
             } else {
                 KeyframeRequestKind::Fir
             };
-            if writer.request_keyframe(None, kind).is_ok() {
-                self.last_request = Some(Instant::now());
-                metrics::counter!("aether_webrtc_keyframe_requests_total").increment(1);
+            match writer.request_keyframe(None, kind) {
+                Ok(()) => {
+                    self.last_request = Some(Instant::now());
+                    metrics::counter!("aether_webrtc_keyframe_requests_total").increment(1);
+                }
+                Err(error) => tracing::debug!(channel = %self.name, %error, "cannot ask the publisher for a keyframe"),
             }
         }
     }
