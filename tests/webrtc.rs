@@ -230,6 +230,14 @@ async fn whep_refuses_channels_that_are_not_live_and_unknown_sessions(backend: B
     assert!(answer.contains("a=sendonly"), "the server sends: {answer}");
     let (status, _, body) = post_sdp(&app, "/api/whep/whep_chan", None, offer(Direction::RecvOnly, false)).await;
     assert_eq!((status, code(&body).as_str()), (406, "unsupported_codec"));
+    // A rendition by name: the source is one (no ladder has started without media).
+    let (status, _, body) = post_sdp(&app, "/api/whep/whep_chan?rendition=720p", None, watch.clone()).await;
+    assert_eq!((status, code(&body).as_str()), (404, "no_such_rendition"), "{body}");
+    assert!(body.contains("source"), "the error names what there is: {body}");
+    let (status, headers, _) = post_sdp(&app, "/api/whep/whep_chan?rendition=source", None, watch.clone()).await;
+    assert_eq!(status, 201);
+    let chosen = headers["location"].to_str().unwrap().to_owned();
+    assert_eq!(app.client.delete(app.url(&chosen)).send().await.unwrap().status(), 200);
     // A viewer session is not a publisher's: the WHIP path does not end it.
     let id = location.rsplit('/').next().unwrap();
     assert_eq!(app.client.delete(app.url(&format!("/api/whip/{id}"))).send().await.unwrap().status(), 404);

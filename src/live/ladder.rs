@@ -83,7 +83,11 @@ impl LiveLadder {
         match Transcoder::start(config, source, &rungs) {
             Ok((transcoder, outputs)) => {
                 // After a reconnect the rungs go on in the renditions they had.
-                let renditions = rungs.iter().map(|rung| Rendition::new(&rung.name, state.config().hls.packager()));
+                let queue = state.config().webrtc.viewer_queue;
+                let renditions = rungs.iter().map(|rung| {
+                    let rtc = aether_ingest::webrtc::RtcFeed::new(queue, stream.keyframes.clone());
+                    Rendition::new(&rung.name, state.config().hls.packager(), rtc)
+                });
                 let _ = stream.ladder.set(renditions.collect());
                 tracing::info!(channel = %stream.channel, rungs = ?rungs.iter().map(|r| &r.name).collect::<Vec<_>>(),
                     source = %format!("{}x{}", source.width, source.height), "transcoding started");

@@ -21,7 +21,7 @@ use aether_media::packager::{Packager, PackagerConfig};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use serde::Deserialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 pub use http::router;
 pub use ladder::preview_key;
@@ -74,6 +74,8 @@ pub struct LiveConfig {
 /// One rendition's packager and the signal that it produced something.
 pub struct Rendition {
     pub name: String,
+    /// Its pictures (and the stream's sound) for WebRTC viewers who play it.
+    pub rtc: RtcFeed,
     packager: Mutex<Packager>,
     changed: watch::Sender<u64>,
     /// A rung taken off the ladder (transcoding fell behind, or failed).
@@ -91,9 +93,10 @@ struct Described {
 }
 
 impl Rendition {
-    fn new(name: &str, config: PackagerConfig) -> Self {
+    fn new(name: &str, config: PackagerConfig, rtc: RtcFeed) -> Self {
         Rendition {
             name: name.to_owned(),
+            rtc,
             packager: Mutex::new(Packager::new(config)),
             changed: watch::Sender::new(0),
             dropped: AtomicBool::new(false),
@@ -153,8 +156,10 @@ pub struct LiveStream {
     ingest: Mutex<IngestStats>,
     /// Set once the publisher is gone and the last segment flushed.
     ended: AtomicBool,
-    /// What its WebRTC (WHEP) viewers get, and their way to ask the source for a keyframe.
-    pub rtc: RtcFeed,
+    /// Notified when a keyframe is wanted from the publisher (a WHIP publisher listens).
+    pub keyframes: Arc<Notify>,
+    /// The source reorders pictures (B-frames): WebRTC viewers get rungs only.
+    bframes: AtomicBool,
 }
 
 /// What a new broadcast is opened with.
@@ -169,6 +174,7 @@ struct Opened {
 
 impl LiveStream {
     fn new(opened: Opened, config: PackagerConfig, viewer_queue: usize) -> Self {
+        let keyframes: Arc<Notify> = Arc::default();
         LiveStream {
             channel_id: opened.channel_id,
             channel: opened.channel,
@@ -177,12 +183,13 @@ impl LiveStream {
             key_hash: opened.key_hash,
             handovers: opened.handovers,
             reconnecting: AtomicBool::new(false),
-            source: Rendition::new("source", config),
+            source: Rendition::new("source", config, RtcFeed::new(viewer_queue, keyframes.clone())),
             ladder: OnceLock::new(),
             thumbnail: Mutex::new(None),
             ingest: Mutex::new(IngestStats::default()),
             ended: AtomicBool::new(false),
-            rtc: RtcFeed::new(viewer_queue, Arc::default()),
+            keyframes,
+            bframes: AtomicBool::new(false),
         }
     }
 
@@ -216,9 +223,47 @@ impl LiveStream {
         self.ended.load(Ordering::Acquire)
     }
 
+    /// What a WebRTC viewer plays: the rendition asked for (by name) or the best one (the source
+    /// unless it has B-frames, else the top rung), and the lower ones it may step down to.
+    pub fn webrtc_feeds(&self, rendition: Option<&str>) -> Result<(RtcFeed, Vec<RtcFeed>), FeedError> {
+        let mut choices: Vec<&Rendition> = Vec::new();
+        if !self.bframes.load(Ordering::Acquire) {
+            choices.push(&self.source);
+        }
+        choices.extend(self.ladder.get().into_iter().flatten().filter(|rung| !rung.is_dropped()));
+        let start = match rendition {
+            None if choices.is_empty() && !self.ladder_decided() => return Err(FeedError::NotYet),
+            None if choices.is_empty() => return Err(FeedError::Unplayable),
+            None => 0,
+            Some(name) => choices.iter().position(|r| r.name == name).ok_or_else(|| {
+                let names: Vec<&str> = choices.iter().map(|r| r.name.as_str()).collect();
+                FeedError::NoSuch(format!(
+                    "no rendition \"{name}\" to play over WebRTC (there are: {})",
+                    names.join(", ")
+                ))
+            })?,
+        };
+        Ok((choices[start].rtc.clone(), choices[start + 1..].iter().map(|r| r.rtc.clone()).collect()))
+    }
+
+    /// Every WebRTC feed: the source's and the rungs'.
+    pub fn rtc_feeds(&self) -> impl Iterator<Item = &RtcFeed> {
+        std::iter::once(&self.source.rtc).chain(self.ladder.get().into_iter().flatten().map(|rung| &rung.rtc))
+    }
+
     pub fn rendition(&self, name: &str) -> Option<&Rendition> {
         self.renditions().find(|rendition| rendition.name == name)
     }
+}
+
+/// Why a stream has nothing to play over WebRTC (yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedError {
+    /// The source has B-frames and its ladder is still starting.
+    NotYet,
+    /// The source has B-frames and there is no ladder (transcoding is off).
+    Unplayable,
+    NoSuch(String),
 }
 
 /// What the rest of the server may know about a channel that is live.

@@ -69,7 +69,7 @@ impl PublishAuthority for LivePublishers {
                 // refused as for any live channel.
                 if live.handovers.try_send(Handover::Resume(receiver)).is_ok() {
                     tracing::info!(peer = %request.peer, %channel, app = %request.app, "publisher reconnected");
-                    return Ok(Publication { name: channel, events, keyframes: live.rtc.keyframe_signal() });
+                    return Ok(Publication { name: channel, events, keyframes: live.keyframes.clone() });
                 }
             } else {
                 // Another key (rotated meanwhile): that broadcast is over; this is a new one.
@@ -110,7 +110,7 @@ impl PublishAuthority for LivePublishers {
         }
         state.jobs().wake();
         let (events, receiver) = mpsc::channel(EVENT_QUEUE);
-        let keyframes = stream.rtc.keyframe_signal();
+        let keyframes = stream.keyframes.clone();
         state.tasks().spawn(package(state.clone(), stream, receiver, handed));
         metrics::gauge!("aether_live_streams").set(state.live().len() as f64);
         state.bus().publish(started);
@@ -289,7 +289,7 @@ impl Broadcast {
                 // send keyframes only when asked) is asked for one each segment.
                 let segment = (state.config().hls.segment_seconds * f64::from(TIMEBASE)) as i64;
                 if self.keyframes.since_key(frame.dts).is_some_and(|since| since >= segment) {
-                    stream.rtc.request_keyframe();
+                    stream.keyframes.notify_one();
                 }
                 self.video_bytes += frame.data.len() as u64;
                 let span = self.video_span.get_or_insert((frame.dts, frame.dts));

@@ -1,12 +1,15 @@
 //! A broadcast's WebRTC side, in its packaging task: what its WHEP viewers get, and the Opus a
 //! WHIP publisher sends made into AAC for HLS and the recording.
 //!
-//! Video: the source's pictures as they came when it has no B-frames (WHIP always; RTMP from
-//! encoders set so), else the top ladder rung's (x264 `zerolatency` makes none). Audio: a WHIP
-//! source's Opus as it came, an RTMP source's AAC transcoded to Opus once for every viewer (only
-//! while someone watches). Each transcoder starts with the first frame that needs it.
+//! Every rendition has a feed: the source's pictures as they came (when it has no B-frames: WHIP
+//! always, RTMP from encoders set so), each rung's as x264 made them (`zerolatency`: none).
+//! Audio goes to every feed: a WHIP source's Opus as it came, an RTMP source's AAC transcoded to
+//! Opus once for every viewer (only while someone watches). Each transcoder starts with the
+//! first frame that needs it.
 
-use aether_ingest::webrtc::{RtcSample, SampleKind};
+use std::sync::atomic::Ordering;
+
+use aether_ingest::webrtc::{RtcFeed, RtcSample, SampleKind};
 use aether_media::aac::AacConfig;
 use aether_media::annexb;
 use aether_media::avc::AvcConfig;
@@ -29,7 +32,8 @@ pub(super) struct RtcOut {
     to_opus: Option<(AudioTranscoder, mpsc::Receiver<AudioOutput>)>,
     aac_config: Option<AacConfig>,
     source_video: Option<AvcConfig>,
-    rung_video: Option<AvcConfig>,
+    /// The rungs' configurations, by rung index.
+    rung_video: Vec<Option<AvcConfig>>,
     /// The source reorders pictures: viewers get the top rung instead.
     bframes: bool,
 }
@@ -55,27 +59,23 @@ impl RtcOut {
                 self.aac_config = Some(config.clone());
             }
             StreamEvent::Opus(frame) => {
-                stream.rtc.send(RtcSample {
-                    kind: SampleKind::Audio,
-                    time: frame.pts,
-                    keyframe: true,
-                    data: frame.data.clone(),
-                });
+                send_audio(stream, frame);
                 if let Some((transcoder, _)) = self.opus_to_aac(stream) {
                     transcoder.push(frame);
                 }
             }
             StreamEvent::Frame(frame) if frame.track == Track::Video => {
                 if frame.pts != frame.dts && !self.bframes {
-                    tracing::info!(channel = %stream.channel, "the source has B-frames: WebRTC viewers get the top rung");
+                    tracing::info!(channel = %stream.channel, "the source has B-frames: WebRTC viewers get the rungs");
                     self.bframes = true;
+                    stream.bframes.store(true, Ordering::Release);
                 }
                 if !self.bframes {
-                    send_video(stream, self.source_video.as_ref(), frame);
+                    send_video(&stream.source.rtc, self.source_video.as_ref(), frame);
                 }
             }
             StreamEvent::Frame(frame) => {
-                if stream.rtc.viewers() == 0 {
+                if stream.rtc_feeds().all(|feed| feed.viewers() == 0) {
                     // Nobody listens: the next viewer's audio starts from a fresh transcoder.
                     self.to_opus = None;
                     return;
@@ -98,12 +98,19 @@ impl RtcOut {
         }
     }
 
-    /// A ladder output: the top rung's pictures go to viewers when the source has B-frames.
+    /// A ladder output: a rung's pictures to its feed.
     pub fn on_ladder(&mut self, stream: &LiveStream, output: &aether_transcode::Output) {
         match output {
-            aether_transcode::Output::Config { rung: 0, config } => self.rung_video = Some(config.clone()),
-            aether_transcode::Output::Frame { rung: 0, frame } if self.bframes => {
-                send_video(stream, self.rung_video.as_ref(), frame);
+            aether_transcode::Output::Config { rung, config } => {
+                if self.rung_video.len() <= *rung {
+                    self.rung_video.resize(rung + 1, None);
+                }
+                self.rung_video[*rung] = Some(config.clone());
+            }
+            aether_transcode::Output::Frame { rung, frame } => {
+                if let Some(feed) = stream.ladder.get().and_then(|rungs| rungs.get(*rung)) {
+                    send_video(&feed.rtc, self.rung_video.get(*rung).and_then(Option::as_ref), frame);
+                }
             }
             _ => {}
         }
@@ -123,12 +130,7 @@ impl RtcOut {
                     }
                 },
                 Some(output) = recv(&mut self.to_opus) => match output {
-                    AudioOutput::Frame(frame) => stream.rtc.send(RtcSample {
-                        kind: SampleKind::Audio,
-                        time: frame.pts,
-                        keyframe: true,
-                        data: frame.data,
-                    }),
+                    AudioOutput::Frame(frame) => send_audio(stream, &frame),
                     AudioOutput::AacConfig(_) => {}
                     AudioOutput::Failed(reason) => {
                         tracing::warn!(channel = %stream.channel, %reason, "AAC to Opus failed");
@@ -162,9 +164,16 @@ async fn recv(transcoder: &mut Option<(AudioTranscoder, mpsc::Receiver<AudioOutp
     }
 }
 
-/// A picture to viewers as Annex B, the parameter sets ahead of each keyframe.
-fn send_video(stream: &LiveStream, config: Option<&AvcConfig>, frame: &MediaFrame) {
-    if stream.rtc.viewers() == 0 {
+/// Sound to the viewers of every rendition.
+fn send_audio(stream: &LiveStream, frame: &MediaFrame) {
+    for feed in stream.rtc_feeds().filter(|feed| feed.viewers() > 0) {
+        feed.send(RtcSample { kind: SampleKind::Audio, time: frame.pts, keyframe: true, data: frame.data.clone() });
+    }
+}
+
+/// A picture to a rendition's viewers as Annex B, the parameter sets ahead of each keyframe.
+fn send_video(feed: &RtcFeed, config: Option<&AvcConfig>, frame: &MediaFrame) {
+    if feed.viewers() == 0 {
         return;
     }
     let Some(config) = config else { return };
@@ -175,5 +184,5 @@ fn send_video(stream: &LiveStream, config: Option<&AvcConfig>, frame: &MediaFram
     } else {
         annexb::to_annexb(units)
     };
-    stream.rtc.send(RtcSample { kind: SampleKind::Video, time: frame.pts, keyframe: frame.keyframe, data });
+    feed.send(RtcSample { kind: SampleKind::Video, time: frame.pts, keyframe: frame.keyframe, data });
 }

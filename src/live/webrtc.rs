@@ -15,9 +15,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 
-use super::LivePublishers;
+use super::{FeedError, LivePublishers};
 use crate::app::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Query};
 
 const SDP: &str = "application/sdp";
 const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
@@ -134,9 +134,16 @@ async fn publish(
     Ok(created(&state, session, location))
 }
 
+#[derive(serde::Deserialize)]
+struct PlayQuery {
+    /// A rendition by name (`source`, `360p`, ...); the best one when absent.
+    rendition: Option<String>,
+}
+
 async fn play(
     State(state): State<AppState>,
     Path(channel): Path<String>,
+    Query(query): Query<PlayQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -147,8 +154,27 @@ async fn play(
         .get(&channel)
         .filter(|stream| !stream.has_ended())
         .ok_or_else(|| ApiError::not_found(format!("\"{channel}\" is not live")))?;
+    let (feed, lower) = match stream.webrtc_feeds(query.rendition.as_deref()) {
+        Ok(feeds) => feeds,
+        Err(FeedError::NotYet) => {
+            let error = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "the stream's renditions for WebRTC are starting: try again in a moment",
+            );
+            return Ok((StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "2")], error).into_response());
+        }
+        Err(FeedError::Unplayable) => {
+            return Err(ApiError::conflict(
+                "unplayable",
+                "the source has B-frames and this server makes no renditions (transcode.enabled): \
+                 WebRTC playback needs one; set the encoder to send no B-frames",
+            ));
+        }
+        Err(FeedError::NoSuch(why)) => return Err(ApiError::new(StatusCode::NOT_FOUND, "no_such_rendition", why)),
+    };
     let session = endpoint
-        .play(offer, &channel, &stream.rtc)
+        .play(offer, &channel, &feed, lower)
         .map_err(|error| ApiError::bad_request("invalid_sdp", error.to_string()))?;
     let location = format!("/api/whep/{channel}/{}", session.id);
     Ok(created(&state, session, location))

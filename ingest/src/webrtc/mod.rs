@@ -234,18 +234,19 @@ impl Endpoint {
     /// stream events go to `publication`.
     pub fn publish(&self, offer: &str, publication: Publication) -> Result<Session, WebrtcError> {
         let name = publication.name.clone();
-        let (rtc, session) = self.answer(offer)?;
+        let (rtc, session) = self.answer(offer, None)?;
         let video = media_of(&session.answer, MediaKind::Video);
         let role = peer::RoleState::Publish(publish::Publisher::new(publication, video));
         self.start(rtc, session, role, Role::Publisher, name)
     }
 
-    /// Answers a WHEP offer and starts a viewer of `feed`.
-    pub fn play(&self, offer: &str, name: &str, feed: &RtcFeed) -> Result<Session, WebrtcError> {
-        let (rtc, session) = self.answer(offer)?;
+    /// Answers a WHEP offer and starts a viewer of `feed`; `lower` are the feeds it steps down
+    /// to, in order, when its receiver keeps reporting loss.
+    pub fn play(&self, offer: &str, name: &str, feed: &RtcFeed, lower: Vec<RtcFeed>) -> Result<Session, WebrtcError> {
+        // Receiver reports are read each second (loss -> a lower rendition).
+        let (rtc, session) = self.answer(offer, Some(Duration::from_secs(1)))?;
         let (video, audio) = (media_of(&session.answer, MediaKind::Video), media_of(&session.answer, MediaKind::Audio));
-        let role =
-            peer::RoleState::Play(play::Player::new(feed.samples.subscribe(), feed.keyframes.clone(), video, audio));
+        let role = peer::RoleState::Play(play::Player::new(feed, lower, video, audio));
         self.start(rtc, session, role, Role::Viewer, name.to_owned())
     }
 
@@ -276,14 +277,16 @@ impl Endpoint {
         self.inner.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn answer(&self, offer: &str) -> Result<(Rtc, Session), WebrtcError> {
+    fn answer(&self, offer: &str, stats: Option<Duration>) -> Result<(Rtc, Session), WebrtcError> {
         let offer = SdpOffer::from_sdp_string(offer).map_err(|e| OfferError::Malformed(e.to_string()))?;
         let mut rtc = Rtc::builder()
             .set_ice_lite(true)
             .clear_codecs()
             .enable_h264(true)
             .enable_opus(true, false)
-            .set_send_buffer_video(2000)
+            // NACK history: ~2 s of a 2.5 Mbps picture (memory per viewer is mostly this).
+            .set_send_buffer_video(512)
+            .set_stats_interval(stats)
             .build(Instant::now());
         for addr in &self.inner.candidates {
             let candidate = Candidate::host(*addr, "udp").map_err(|e| WebrtcError::Negotiation(e.to_string()))?;

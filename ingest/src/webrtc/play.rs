@@ -2,8 +2,10 @@
 //! send buffer NACKs are answered from, and sends RTCP). Video starts at a keyframe (asked of the
 //! source when the viewer joins); a viewer that falls more than the feed's capacity behind skips
 //! to the next keyframe. The viewer's PLI/FIR become keyframe requests to the source, coalesced
-//! there.
+//! there. A viewer whose receiver reports loss above 5 % for three seconds running steps down to
+//! the next lower rendition (at its next keyframe; the RTP clock is the same on every rung).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,10 +16,17 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{Notify, broadcast};
 
 use super::peer::Ended;
-use super::{RtcSample, SampleKind};
+use super::{RtcFeed, RtcSample, SampleKind};
+
+/// Loss (fraction, from receiver reports) above which a second counts against the rendition,
+/// and how many such seconds in a row make the viewer step down.
+const LOSS_TO_STEP_DOWN: f32 = 0.05;
+const LOSSY_SECONDS: u32 = 3;
 
 pub(crate) struct Player {
     samples: broadcast::Receiver<Arc<RtcSample>>,
+    lower: VecDeque<RtcFeed>,
+    lossy_seconds: u32,
     keyframes: Arc<Notify>,
     video: Option<(Mid, Option<Pt>)>,
     audio: Option<(Mid, Option<Pt>)>,
@@ -35,15 +44,12 @@ pub(crate) enum Work {
 
 impl Player {
     /// `video` and `audio`: the mids of the answer's sections.
-    pub fn new(
-        samples: broadcast::Receiver<Arc<RtcSample>>,
-        keyframes: Arc<Notify>,
-        video: Option<Mid>,
-        audio: Option<Mid>,
-    ) -> Player {
+    pub fn new(feed: &RtcFeed, lower: Vec<RtcFeed>, video: Option<Mid>, audio: Option<Mid>) -> Player {
         Player {
-            samples,
-            keyframes,
+            samples: feed.samples.subscribe(),
+            lower: lower.into(),
+            lossy_seconds: 0,
+            keyframes: feed.keyframes.clone(),
             video: video.map(|mid| (mid, None)),
             audio: audio.map(|mid| (mid, None)),
             connected: false,
@@ -74,6 +80,17 @@ impl Player {
                 self.keyframes.notify_one();
                 Ok(())
             }
+            Event::MediaEgressStats(stats) if self.video.is_some_and(|(mid, _)| mid == stats.mid) => {
+                if stats.loss.is_some_and(|loss| loss > LOSS_TO_STEP_DOWN) {
+                    self.lossy_seconds += 1;
+                } else {
+                    self.lossy_seconds = 0;
+                }
+                if self.lossy_seconds >= LOSSY_SECONDS {
+                    self.step_down(stats.loss.unwrap_or_default());
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -93,6 +110,18 @@ impl Player {
             }
             Work::FeedGone => Err(Ended::Done("the stream ended")),
         }
+    }
+
+    /// To the next lower rendition, from its next keyframe.
+    fn step_down(&mut self, loss: f32) {
+        self.lossy_seconds = 0;
+        let Some(next) = self.lower.pop_front() else { return };
+        tracing::info!(loss, "a WebRTC viewer keeps losing packets: it steps down a rendition");
+        metrics::counter!("aether_webrtc_viewer_step_downs_total").increment(1);
+        self.samples = next.samples.subscribe();
+        self.keyframes = next.keyframes.clone();
+        self.video_started = false;
+        self.keyframes.notify_one();
     }
 
     fn write(&mut self, rtc: &mut Rtc, sample: &RtcSample) -> Result<(), Ended> {
