@@ -19,6 +19,7 @@ execFileSync('cargo', ['build', '--release', '--locked', '--bin', 'aether'], { c
 process.env.E2E_BIN ??= `${root}target/release/aether`;
 const { api, launchBrowser, signup, startServer, until } = await import('../web/e2e/support.mjs');
 
+const log = (...args) => console.error(new Date().toISOString(), ...args);
 const BITS = 32;
 const BLOCK = 40; // px: two rows of 16 blocks on a 640x360 picture
 
@@ -111,6 +112,8 @@ function readDelays(page, selector, ms) {
           else done();
         };
         video.requestVideoFrameCallback(frame);
+        // A player that stalls for good shows no more frames: the row ends anyway.
+        setTimeout(done, ms + 5000);
       });
       return { delays, unreadable };
     },
@@ -134,11 +137,13 @@ async function run(partSeconds, withWebrtc) {
     const publisher = await browser.newPage();
     await publisher.goto(`${server.url}/`);
     await startPublisher(publisher, key);
+    log('publishing');
     await until('the clock stream to be live', async () => (await api(server, 'GET', '/api/v1/channels/glass')).live, 20000);
     if (withWebrtc) {
       const viewer = await browser.newPage();
       await viewer.goto(`${server.url}/glass?realtime=1`);
       await viewer.waitForFunction(() => document.querySelector('[data-testid=rtc-video]')?.videoWidth > 0, null, { timeout: 20000 });
+      log('webrtc viewer playing');
       results.push(summary('WebRTC (WHEP)', await readDelays(viewer, '[data-testid=rtc-video]', seconds * 1000)));
       await viewer.close();
     }
@@ -146,6 +151,7 @@ async function run(partSeconds, withWebrtc) {
     await hls.addInitScript(() => localStorage.setItem('aether:realtime', '0'));
     await hls.goto(`${server.url}/glass`);
     await hls.waitForFunction(() => (document.querySelector('.player video')?.currentTime ?? 0) > 1, null, { timeout: 30000 });
+    log('hls playing');
     // Settle on the source rendition (the blocks read best at full size).
     await hls.selectOption('select.quality', { index: 1 }).catch(() => undefined);
     await new Promise((done) => setTimeout(done, 5000));
