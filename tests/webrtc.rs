@@ -18,6 +18,71 @@ on_both_backends!(
     peers_that_never_connect_are_cleaned_up_after_the_ice_timeout,
 );
 
+/// A str0m viewer: negotiates over WHEP and drives ICE and DTLS on a loopback socket; true once
+/// connected (within `limit`).
+async fn viewer_connects(app: &TestApp, channel: &str, limit: Duration) -> bool {
+    use str0m::change::SdpAnswer;
+    use str0m::net::{Protocol, Receive};
+    use str0m::{Candidate, Event, Input, Output};
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = socket.local_addr().unwrap();
+    let mut rtc = Rtc::builder().clear_codecs().enable_h264(true).enable_opus(true, false).build(Instant::now());
+    rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
+    let mut change = rtc.sdp_api();
+    change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    let (offer, pending) = change.apply().unwrap();
+    let (status, headers, answer) = post_sdp(app, &format!("/api/whep/{channel}"), None, offer.to_sdp_string()).await;
+    assert_eq!(status, 201, "{answer}");
+    rtc.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap()).unwrap();
+    let until = Instant::now() + limit;
+    let mut buffer = vec![0u8; 2048];
+    let mut connected = false;
+    while !connected && Instant::now() < until {
+        let deadline = loop {
+            match rtc.poll_output().unwrap() {
+                Output::Timeout(at) => break at,
+                Output::Transmit(t) => {
+                    let _ = socket.send_to(&t.contents, t.destination).await;
+                }
+                Output::Event(Event::Connected) => connected = true,
+                Output::Event(_) => {}
+            }
+        };
+        let wait = deadline.min(until).saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        if let Ok(Ok((len, source))) = tokio::time::timeout(wait, socket.recv_from(&mut buffer)).await {
+            let contents = buffer[..len].try_into().unwrap();
+            let receive = Receive { proto: Protocol::Udp, source, destination: local, contents };
+            rtc.handle_input(Input::Receive(Instant::now(), receive)).unwrap();
+        } else {
+            rtc.handle_input(Input::Timeout(Instant::now())).unwrap();
+        }
+    }
+    let location = headers["location"].to_str().unwrap().to_owned();
+    app.client.delete(app.url(&location)).send().await.unwrap();
+    connected
+}
+
+/// Bound to every interface (the default, 0.0.0.0), the datagrams' destination is not a
+/// candidate address; peers connect all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_connect_to_an_endpoint_bound_to_every_interface() {
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, |config| {
+        config.webrtc.udp_listen = "0.0.0.0:0".parse().unwrap();
+    })
+    .await
+    else {
+        return;
+    };
+    let owner = app.signup("anyiface").await;
+    let key = app.create_channel(&owner, "any_iface").await;
+    let (status, _, answer) = post_sdp(&app, "/api/whip", Some(&key), offer(Direction::SendOnly, true)).await;
+    assert_eq!(status, 201);
+    let port = app.state.webrtc().unwrap().local_addr().port();
+    assert!(answer.contains(&format!("127.0.0.1 {port} typ host")), "loopback is a candidate: {answer}");
+    assert!(viewer_connects(&app, "any_iface", Duration::from_secs(10)).await, "ICE and DTLS completed");
+}
+
 /// Runs the aiortc client (tests/support/aiortc_client.py) and returns its JSON line.
 fn aiortc(args: &[&str]) -> std::process::Child {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/aiortc_client.py");

@@ -181,7 +181,7 @@ struct Inner {
     config: WebrtcConfig,
     socket: Arc<UdpSocket>,
     local: SocketAddr,
-    candidates: Vec<SocketAddr>,
+    candidates: Arc<[SocketAddr]>,
     routes: socket::Routes,
     registry: Mutex<Registry>,
     tasks: TaskTracker,
@@ -201,7 +201,7 @@ impl Endpoint {
                 config,
                 socket: Arc::new(socket),
                 local,
-                candidates,
+                candidates: candidates.into(),
                 routes: socket::Routes::default(),
                 registry: Mutex::default(),
                 tasks: TaskTracker::new(),
@@ -288,7 +288,7 @@ impl Endpoint {
             .set_send_buffer_video(512)
             .set_stats_interval(stats)
             .build(Instant::now());
-        for addr in &self.inner.candidates {
+        for addr in self.inner.candidates.iter() {
             let candidate = Candidate::host(*addr, "udp").map_err(|e| WebrtcError::Negotiation(e.to_string()))?;
             rtc.add_local_candidate(candidate);
         }
@@ -318,7 +318,7 @@ impl Endpoint {
         let endpoint = self.clone();
         let id = session.id.clone();
         let timeout = Duration::from_secs(inner.config.ice_timeout_seconds.max(1));
-        let io = peer::PeerIo { socket: inner.socket.clone(), local: inner.local, inbox, timeout };
+        let io = peer::PeerIo { socket: inner.socket.clone(), candidates: inner.candidates.clone(), inbox, timeout };
         inner.tasks.spawn(async move {
             let ended = peer::drive(&mut rtc, role, io, cancel).await;
             tracing::info!(session = %id, channel = %name, role = ?kind, reason = %ended, "webrtc session ended");

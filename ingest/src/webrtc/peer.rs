@@ -21,7 +21,9 @@ use super::socket::Datagram;
 
 pub(crate) struct PeerIo {
     pub socket: Arc<UdpSocket>,
-    pub local: SocketAddr,
+    /// The addresses the answer offered (host candidates): str0m takes a datagram only when
+    /// its destination is one of them.
+    pub candidates: Arc<[SocketAddr]>,
     pub inbox: mpsc::Receiver<Datagram>,
     pub timeout: Duration,
 }
@@ -132,7 +134,12 @@ pub(crate) async fn drive(rtc: &mut Rtc, mut role: RoleState, mut io: PeerIo, ca
                 match datagram.data.as_ref().try_into() {
                     Ok(contents) => rtc.handle_input(Input::Receive(
                         datagram.at,
-                        Receive { proto: Protocol::Udp, source: datagram.source, destination: io.local, contents },
+                        Receive {
+                            proto: Protocol::Udp,
+                            source: datagram.source,
+                            destination: destination(&io.candidates, datagram.source),
+                            contents,
+                        },
                     )),
                     // Not STUN, DTLS or (S)RTP: ignored.
                     Err(_) => Ok(()),
@@ -150,6 +157,20 @@ pub(crate) async fn drive(rtc: &mut Rtc, mut role: RoleState, mut io: PeerIo, ca
     let _ = pump(rtc, &mut role, &io, &mut connected);
     io.inbox.close();
     ended
+}
+
+/// Which of our candidates a datagram from `source` was sent to. The socket may be bound to every
+/// interface (or sit behind a 1:1 NAT), so the address it arrived at is not known: loopback
+/// traffic went to the loopback candidate, other traffic to the first other one of its family.
+pub(crate) fn destination(candidates: &[SocketAddr], source: SocketAddr) -> SocketAddr {
+    let loopback = source.ip().is_loopback();
+    candidates
+        .iter()
+        .find(|c| c.is_ipv4() == source.is_ipv4() && c.ip().is_loopback() == loopback)
+        .or_else(|| candidates.iter().find(|c| c.is_ipv4() == source.is_ipv4()))
+        .or(candidates.first())
+        .copied()
+        .unwrap_or(source)
 }
 
 /// Polls `rtc` until it asks for a timeout (returned), sending what it transmits and handing
@@ -178,5 +199,25 @@ fn pump(rtc: &mut Rtc, role: &mut RoleState, io: &PeerIo, connected: &mut bool) 
                 event => role.on_event(rtc, event)?,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::destination;
+    use std::net::SocketAddr;
+
+    #[test]
+    fn datagrams_are_taken_as_sent_to_the_candidate_of_their_kind() {
+        let addr = |text: &str| text.parse::<SocketAddr>().unwrap();
+        let candidates = [addr("10.0.0.5:8189"), addr("127.0.0.1:8189")];
+        assert_eq!(destination(&candidates, addr("127.0.0.1:50000")), addr("127.0.0.1:8189"));
+        assert_eq!(destination(&candidates, addr("192.168.1.9:50000")), addr("10.0.0.5:8189"));
+        // Behind a 1:1 NAT only the public address is a candidate.
+        assert_eq!(destination(&[addr("203.0.113.7:8189")], addr("127.0.0.1:1")), addr("203.0.113.7:8189"));
+        assert_eq!(
+            destination(&[addr("203.0.113.7:8189"), addr("[2001:db8::1]:8189")], addr("[2001:db8::9]:5")),
+            addr("[2001:db8::1]:8189")
+        );
     }
 }
