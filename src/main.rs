@@ -38,7 +38,7 @@ enum Command {
         /// RTMP listen address (overrides rtmp.listen).
         #[arg(long)]
         rtmp_listen: Option<SocketAddr>,
-        /// WebRTC UDP listen address (overrides webrtc.udp_listen).
+        /// WebRTC listen address, UDP and ICE-TCP (overrides webrtc.udp_listen and tcp_listen).
         #[arg(long)]
         webrtc_listen: Option<SocketAddr>,
     },
@@ -110,7 +110,9 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<ExitCode> {
         Command::Serve { http_listen, rtmp_listen, webrtc_listen } => {
             config.http.listen = http_listen.unwrap_or(config.http.listen);
             config.rtmp.listen = rtmp_listen.unwrap_or(config.rtmp.listen);
-            config.webrtc.udp_listen = webrtc_listen.unwrap_or(config.webrtc.udp_listen);
+            if let Some(addr) = webrtc_listen {
+                (config.webrtc.udp_listen, config.webrtc.tcp_listen) = (addr, addr);
+            }
             // Signals are caught from the start: one during start-up stops the server as soon
             // as it is built, cleanly, instead of killing it halfway.
             let shutdown = CancellationToken::new();

@@ -334,3 +334,21 @@ async fn peers_that_never_connect_are_cleaned_up_after_the_ice_timeout(backend: 
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("aether_webrtc_sessions{role=\"viewer\"}"), "{metrics}");
 }
+
+/// The ICE-TCP port shuts a connection whose first packet is no STUN request of a session, and
+/// a hostile length prefix costs nothing; the server goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ice_tcp_closes_connections_that_are_not_a_sessions() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else { return };
+    let tcp = app.state.webrtc().unwrap().tcp_addr().expect("ICE-TCP is on by default");
+    for garbage in [&b"\x00\x05hello"[..], &b"\xff\xffGET / HTTP/1.1\r\n\r\n"[..]] {
+        let mut stream = tokio::net::TcpStream::connect(tcp).await.unwrap();
+        stream.write_all(garbage).await.unwrap();
+        let mut buffer = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(8), stream.read(&mut buffer)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed: {read:?}");
+    }
+    let (status, _) = app.get("/api/v1/server", None).await;
+    assert_eq!(status, 200);
+}

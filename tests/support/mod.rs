@@ -93,6 +93,7 @@ pub fn test_config(storage: &Storage) -> Config {
     config.http.listen = "127.0.0.1:0".parse().unwrap();
     config.rtmp.listen = "127.0.0.1:0".parse().unwrap();
     config.webrtc.udp_listen = "127.0.0.1:0".parse().unwrap();
+    config.webrtc.tcp_listen = "127.0.0.1:0".parse().unwrap();
     // Tests sign up many users from one address; the throttling test lowers this again.
     config.auth.attempts_per_minute = 10_000;
     // A stopped publisher ends its broadcast at once; the reconnect tests set a grace.
@@ -136,6 +137,7 @@ impl TestApp {
         config.http.listen = "127.0.0.1:0".parse().unwrap();
         config.rtmp.listen = "127.0.0.1:0".parse().unwrap();
         config.webrtc.udp_listen = "127.0.0.1:0".parse().unwrap();
+        config.webrtc.tcp_listen = "127.0.0.1:0".parse().unwrap();
         Self::start(storage, config).await
     }
 

@@ -30,6 +30,7 @@ listen = "127.0.0.1:0"
 listen = "127.0.0.1:0"
 [webrtc]
 udp_listen = "127.0.0.1:0"
+tcp_listen = "127.0.0.1:0"
 [auth]
 attempts_per_minute = 1000
 [live]

@@ -41,9 +41,9 @@ const { pages, page, signIn } = pageOpener(() => server);
 
 /// Plays `channel` over WHEP from inside `on` (a page of this server) for `seconds`, and returns
 /// what the browser decoded: inbound-rtp stats per kind, with the codec's MIME type.
-async function whepStats(on, channel, seconds) {
+async function whepStats(on, channel, seconds, { tcpOnly = false } = {}) {
   return on.evaluate(
-    async ({ channel, seconds }) => {
+    async ({ channel, seconds, tcpOnly }) => {
       const pc = new RTCPeerConnection();
       pc.addTransceiver('audio', { direction: 'recvonly' });
       pc.addTransceiver('video', { direction: 'recvonly' });
@@ -64,7 +64,10 @@ async function whepStats(on, channel, seconds) {
       });
       if (response.status !== 201) throw new Error(`WHEP ${response.status}: ${await response.text()}`);
       const location = response.headers.get('Location');
-      await pc.setRemoteDescription({ type: 'answer', sdp: await response.text() });
+      let answer = await response.text();
+      // As if UDP were blocked: only the server's TCP candidate is left.
+      if (tcpOnly) answer = answer.replace(/a=candidate:[^\r\n]* udp [^\r\n]*\r\n/gi, '');
+      await pc.setRemoteDescription({ type: 'answer', sdp: answer });
       await new Promise((done) => setTimeout(done, seconds * 1000));
       const report = await pc.getStats();
       const codecs = {};
@@ -72,6 +75,12 @@ async function whepStats(on, channel, seconds) {
         if (s.type === 'codec') codecs[s.id] = s.mimeType;
       });
       const out = { state: pc.connectionState, width: video.videoWidth, frames: video.getVideoPlaybackQuality().totalVideoFrames };
+      report.forEach((s) => {
+        if (s.type === 'transport' && s.selectedCandidatePairId) {
+          const pair = report.get(s.selectedCandidatePairId);
+          out.protocol = report.get(pair?.remoteCandidateId)?.protocol;
+        }
+      });
       report.forEach((s) => {
         if (s.type === 'inbound-rtp') {
           out[s.kind] = {
@@ -88,7 +97,7 @@ async function whepStats(on, channel, seconds) {
       video.remove();
       return out;
     },
-    { channel, seconds },
+    { channel, seconds, tcpOnly },
   );
 }
 
@@ -134,6 +143,15 @@ test('a viewer watches in real time (WHEP): frames decode with H.264 and Opus, n
   assert.ok(stats.video.packetsLost <= 2, `loss on loopback: ${JSON.stringify(stats)}`);
   assert.ok(stats.width > 0, 'the picture has a size');
   await context.close();
+});
+
+test('a viewer on a network that blocks UDP plays over ICE-TCP', async () => {
+  const viewer = await page(await browser.newContext(), `/${CHANNEL}`);
+  const stats = await whepStats(viewer, CHANNEL, 4, { tcpOnly: true });
+  assert.equal(stats.state, 'connected', JSON.stringify(stats));
+  assert.equal(stats.protocol, 'tcp', JSON.stringify(stats));
+  assert.ok(stats.video.framesDecoded > 30, JSON.stringify(stats));
+  assert.ok(stats.audio.packetsReceived > 50, JSON.stringify(stats));
 });
 
 test('an RTMP publish with B-frames (the real OBS recording) plays over WHEP from a rung, with Opus', async (t) => {

@@ -13,6 +13,7 @@ mod peer;
 mod play;
 mod publish;
 mod socket;
+mod tcp;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -41,6 +42,9 @@ pub struct WebrtcConfig {
     pub enabled: bool,
     /// The one UDP port every peer uses.
     pub udp_listen: SocketAddr,
+    /// ICE-TCP (RFC 6544): a passive TCP candidate too, for networks that block UDP.
+    pub tcp_enabled: bool,
+    pub tcp_listen: SocketAddr,
     /// Addresses peers reach this server at (NAT 1:1, e.g. a cloud VM's public address); the UDP
     /// port is `udp_listen`'s. Empty: the listen address, or when that is unspecified the
     /// address of the default route and loopback.
@@ -58,6 +62,8 @@ impl Default for WebrtcConfig {
         Self {
             enabled: true,
             udp_listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8189)),
+            tcp_enabled: true,
+            tcp_listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8189)),
             public_ips: Vec::new(),
             ice_servers: Vec::new(),
             ice_timeout_seconds: 15,
@@ -182,7 +188,11 @@ struct Inner {
     socket: Arc<UdpSocket>,
     local: SocketAddr,
     candidates: Arc<[SocketAddr]>,
-    routes: socket::Routes,
+    tcp: Mutex<Option<tokio::net::TcpListener>>,
+    tcp_local: Option<SocketAddr>,
+    tcp_candidates: Arc<[SocketAddr]>,
+    tcp_links: Arc<tcp::TcpLinks>,
+    routes: Arc<socket::Routes>,
     registry: Mutex<Registry>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -195,14 +205,27 @@ impl Endpoint {
         let socket = socket::bind(config.udp_listen)?;
         let local = socket.local_addr()?;
         let candidates = candidate_addresses(&config, local);
-        tracing::info!(udp = %local, candidates = ?candidates, "webrtc endpoint bound");
+        let tcp = match config.tcp_enabled {
+            true => Some(tokio::net::TcpListener::bind(config.tcp_listen).await?),
+            false => None,
+        };
+        let tcp_local = tcp.as_ref().map(|listener| listener.local_addr()).transpose()?;
+        let tcp_candidates: Vec<SocketAddr> = match tcp_local {
+            Some(addr) => candidates.iter().map(|c| SocketAddr::new(c.ip(), addr.port())).collect(),
+            None => Vec::new(),
+        };
+        tracing::info!(udp = %local, tcp = ?tcp_local, candidates = ?candidates, "webrtc endpoint bound");
         Ok(Endpoint {
             inner: Arc::new(Inner {
                 config,
                 socket: Arc::new(socket),
                 local,
                 candidates: candidates.into(),
-                routes: socket::Routes::default(),
+                tcp: Mutex::new(tcp),
+                tcp_local,
+                tcp_candidates: tcp_candidates.into(),
+                tcp_links: Arc::default(),
+                routes: Arc::default(),
                 registry: Mutex::default(),
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
@@ -215,15 +238,30 @@ impl Endpoint {
         self.inner.local
     }
 
+    /// The ICE-TCP listener's address, when there is one.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.inner.tcp_local
+    }
+
     pub fn config(&self) -> &WebrtcConfig {
         &self.inner.config
     }
 
     /// Reads the socket until `shutdown`, then ends every peer and waits for them.
     pub async fn run(self, shutdown: CancellationToken) {
+        let tcp = self.inner.tcp.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        let accept_tcp = async {
+            match tcp {
+                Some(listener) => {
+                    tcp::accept_loop(listener, self.inner.routes.clone(), self.inner.tcp_links.clone()).await
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = shutdown.cancelled() => {}
             () = socket::read_loop(self.inner.socket.clone(), self.inner.local, &self.inner.routes) => {}
+            () = accept_tcp => {}
         }
         self.inner.shutdown.cancel();
         self.inner.tasks.close();
@@ -292,6 +330,15 @@ impl Endpoint {
             let candidate = Candidate::host(*addr, "udp").map_err(|e| WebrtcError::Negotiation(e.to_string()))?;
             rtc.add_local_candidate(candidate);
         }
+        for addr in self.inner.tcp_candidates.iter() {
+            let candidate = Candidate::builder()
+                .tcp()
+                .host(*addr)
+                .tcptype(str0m::net::TcpType::Passive)
+                .build()
+                .map_err(|e| WebrtcError::Negotiation(e.to_string()))?;
+            rtc.add_local_candidate(candidate);
+        }
         let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| WebrtcError::Negotiation(e.to_string()))?;
         let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         let session = Session { id: session_id(), answer: answer.to_sdp_string(), etag: format!("\"{ufrag}\"") };
@@ -318,7 +365,14 @@ impl Endpoint {
         let endpoint = self.clone();
         let id = session.id.clone();
         let timeout = Duration::from_secs(inner.config.ice_timeout_seconds.max(1));
-        let io = peer::PeerIo { socket: inner.socket.clone(), candidates: inner.candidates.clone(), inbox, timeout };
+        let io = peer::PeerIo {
+            socket: inner.socket.clone(),
+            candidates: inner.candidates.clone(),
+            tcp_candidates: inner.tcp_candidates.clone(),
+            tcp: inner.tcp_links.clone(),
+            inbox,
+            timeout,
+        };
         inner.tasks.spawn(async move {
             let ended = peer::drive(&mut rtc, role, io, cancel).await;
             tracing::info!(session = %id, channel = %name, role = ?kind, reason = %ended, "webrtc session ended");

@@ -18,12 +18,15 @@ use tokio_util::sync::CancellationToken;
 use super::play::Player;
 use super::publish::Publisher;
 use super::socket::Datagram;
+use super::tcp::TcpLinks;
 
 pub(crate) struct PeerIo {
     pub socket: Arc<UdpSocket>,
-    /// The addresses the answer offered (host candidates): str0m takes a datagram only when
-    /// its destination is one of them.
+    /// The addresses the answer offered (host candidates), UDP and TCP: str0m takes a datagram
+    /// only when its destination is one of them.
     pub candidates: Arc<[SocketAddr]>,
+    pub tcp_candidates: Arc<[SocketAddr]>,
+    pub tcp: Arc<TcpLinks>,
     pub inbox: mpsc::Receiver<Datagram>,
     pub timeout: Duration,
 }
@@ -135,9 +138,12 @@ pub(crate) async fn drive(rtc: &mut Rtc, mut role: RoleState, mut io: PeerIo, ca
                     Ok(contents) => rtc.handle_input(Input::Receive(
                         datagram.at,
                         Receive {
-                            proto: Protocol::Udp,
+                            proto: datagram.proto,
                             source: datagram.source,
-                            destination: destination(&io.candidates, datagram.source),
+                            destination: match datagram.proto {
+                                Protocol::Udp => destination(&io.candidates, datagram.source),
+                                _ => destination(&io.tcp_candidates, datagram.source),
+                            },
                             contents,
                         },
                     )),
@@ -183,9 +189,11 @@ fn pump(rtc: &mut Rtc, role: &mut RoleState, io: &PeerIo, connected: &mut bool) 
         match rtc.poll_output().map_err(|error| Ended::Failed(error.to_string()))? {
             Output::Timeout(at) => return Ok(at),
             Output::Transmit(transmit) => {
-                if transmit.proto == Protocol::Udp
-                    && io.socket.try_send_to(&transmit.contents, transmit.destination).is_err()
-                {
+                let sent = match transmit.proto {
+                    Protocol::Udp => io.socket.try_send_to(&transmit.contents, transmit.destination).is_ok(),
+                    _ => io.tcp.send(transmit.destination, &transmit.contents),
+                };
+                if !sent {
                     metrics::counter!("aether_webrtc_datagrams_unsent_total").increment(1);
                 }
             }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
+use str0m::net::Protocol;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -22,6 +23,7 @@ const STUN_USERNAME: u16 = 0x0006;
 pub(crate) struct Datagram {
     pub at: Instant,
     pub source: SocketAddr,
+    pub proto: Protocol,
     pub data: Bytes,
 }
 
@@ -71,6 +73,12 @@ impl Routes {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The inbox of the peer a STUN request is for.
+    pub fn by_stun(&self, data: &[u8]) -> Option<mpsc::Sender<Datagram>> {
+        let ufrag = stun_local_ufrag(data)?;
+        self.table().by_ufrag.get(ufrag).map(|route| route.inbox.clone())
+    }
+
     fn route(&self, datagram: &Datagram) -> Option<mpsc::Sender<Datagram>> {
         let mut table = self.table();
         if let Some(ufrag) = stun_local_ufrag(&datagram.data) {
@@ -93,7 +101,8 @@ pub(crate) async fn read_loop(socket: Arc<UdpSocket>, local: SocketAddr, routes:
                 continue;
             }
         };
-        let datagram = Datagram { at: Instant::now(), source, data: Bytes::copy_from_slice(&buffer[..len]) };
+        let datagram =
+            Datagram { at: Instant::now(), source, proto: Protocol::Udp, data: Bytes::copy_from_slice(&buffer[..len]) };
         match routes.route(&datagram) {
             Some(inbox) => {
                 if inbox.try_send(datagram).is_err() {
@@ -162,7 +171,7 @@ mod tests {
         let routes = Routes::default();
         let mut inbox = routes.add("srv1", 1);
         let source: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        let datagram = |data: Vec<u8>| Datagram { at: Instant::now(), source, data: data.into() };
+        let datagram = |data: Vec<u8>| Datagram { at: Instant::now(), source, proto: Protocol::Udp, data: data.into() };
         assert!(routes.route(&datagram(vec![0x80; 40])).is_none(), "no STUN from this address yet");
         routes.route(&datagram(binding_request("srv1:cli"))).unwrap().try_send(datagram(vec![1])).unwrap();
         assert!(routes.route(&datagram(vec![0x80; 40])).is_some(), "the address is known now");
