@@ -246,7 +246,25 @@ async fn whip_refuses_bad_offers_keys_and_a_second_publisher_and_delete_ends_the
         )
     };
     assert_eq!(patch("application/trickle-ice-sdpfrag", None).send().await.unwrap().status(), 204);
-    assert_eq!(patch("application/trickle-ice-sdpfrag", Some("*")).send().await.unwrap().status(), 422);
+    let restarted = patch("application/trickle-ice-sdpfrag", Some("*")).send().await.unwrap();
+    assert_eq!(restarted.status(), 200, "an ICE restart");
+    assert_eq!(restarted.headers()["content-type"], "application/trickle-ice-sdpfrag");
+    assert_ne!(restarted.headers()["etag"], headers["etag"], "new credentials, new ETag");
+    let fragment = restarted.text().await.unwrap();
+    assert!(
+        fragment.contains("a=ice-ufrag:") && fragment.contains("a=ice-pwd:") && fragment.contains("typ host"),
+        "{fragment}"
+    );
+    let no_credentials = app
+        .client
+        .patch(app.url(&location))
+        .header("content-type", "application/trickle-ice-sdpfrag")
+        .header("if-match", "*")
+        .body("a=end-of-candidates\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_credentials.status(), 400);
     assert_eq!(patch("text/plain", None).send().await.unwrap().status(), 415);
 
     let deleted = app.client.delete(app.url(&location)).send().await.unwrap();

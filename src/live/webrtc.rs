@@ -1,12 +1,13 @@
 //! WHIP (RFC 9725) and WHEP over HTTP: the offer is checked first (malformed 400, no H.264 or
 //! Opus 406), then the stream key (401, a live channel 409) or the channel (404 when not live),
 //! and only then is a peer made. Sessions are resources (`Location`), ended by `DELETE`;
-//! `PATCH` takes trickled candidates (ICE-lite needs none, so they are accepted and ignored).
+//! `PATCH` takes trickled candidates (ICE-lite needs none, so they are accepted and ignored) and
+//! ICE restarts.
 //! Every response carries CORS headers so that a page on another origin can publish or play.
 
 use std::net::SocketAddr;
 
-use aether_ingest::webrtc::{OfferError, Role, Session, check_offer};
+use aether_ingest::webrtc::{OfferError, Role, Session, WebrtcError, check_offer};
 use aether_ingest::{PublishAuthority, PublishRequest, Refusal};
 use axum::Router;
 use axum::body::Bytes;
@@ -205,9 +206,9 @@ async fn patch_publish(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Response> {
     find(&state, &id, Role::Publisher, None)?;
-    patch(&headers, &body)
+    patch(&state, &id, &headers, &body).await
 }
 
 async fn patch_play(
@@ -215,23 +216,29 @@ async fn patch_play(
     Path((channel, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Response> {
     find(&state, &id, Role::Viewer, Some(&channel))?;
-    patch(&headers, &body)
+    patch(&state, &id, &headers, &body).await
 }
 
 /// Trickled candidates are accepted (the server is ICE-lite: it learns the client's address from
-/// its connectivity checks). An ICE restart (`If-Match: "*"`, RFC 9725 4.3.2) is refused: the
-/// client starts a new session instead.
-fn patch(headers: &HeaderMap, body: &Bytes) -> ApiResult<StatusCode> {
+/// its connectivity checks). An ICE restart (`If-Match: "*"`, RFC 9725 4.3.2) takes the client's
+/// new credentials and answers ours (200, an SDP fragment, a new ETag); the media goes on.
+async fn patch(state: &AppState, id: &str, headers: &HeaderMap, body: &Bytes) -> ApiResult<Response> {
     content_type(headers, SDPFRAG)?;
-    std::str::from_utf8(body).map_err(|_| ApiError::bad_request("invalid_sdpfrag", "the fragment is not UTF-8"))?;
-    if headers.get(header::IF_MATCH).is_some_and(|value| value.as_bytes() == b"*") {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "ice_restart_unsupported",
-            "ICE restarts are not supported: end this session and start a new one",
-        ));
+    let fragment =
+        std::str::from_utf8(body).map_err(|_| ApiError::bad_request("invalid_sdpfrag", "the fragment is not UTF-8"))?;
+    if !headers.get(header::IF_MATCH).is_some_and(|value| value.as_bytes() == b"*") {
+        return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    Ok(StatusCode::NO_CONTENT)
+    match endpoint(state)?.restart(id, fragment).await {
+        Ok((answer, etag)) => {
+            Ok((StatusCode::OK, [(header::CONTENT_TYPE, SDPFRAG.to_owned()), (header::ETAG, etag)], answer)
+                .into_response())
+        }
+        Err(WebrtcError::BadFragment) => {
+            Err(ApiError::bad_request("invalid_sdpfrag", WebrtcError::BadFragment.to_string()))
+        }
+        Err(_) => Err(ApiError::not_found("no such WebRTC session (it ended, or never was)")),
+    }
 }

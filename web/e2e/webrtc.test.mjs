@@ -145,6 +145,63 @@ test('a viewer watches in real time (WHEP): frames decode with H.264 and Opus, n
   await context.close();
 });
 
+test('an ICE restart (PATCH with If-Match: *) keeps a real-time viewer playing', async () => {
+  const viewer = await page(await browser.newContext(), `/${CHANNEL}`);
+  const result = await viewer.evaluate(async (channel) => {
+    const pc = new RTCPeerConnection();
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    await pc.setLocalDescription(await pc.createOffer());
+    const response = await fetch(`/api/whep/${channel}`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/sdp' },
+      body: pc.localDescription.sdp,
+    });
+    const location = response.headers.get('Location');
+    let answer = await response.text();
+    await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+    const frames = async () => {
+      let decoded = 0;
+      (await pc.getStats()).forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'video') decoded = s.framesDecoded;
+      });
+      return decoded;
+    };
+    const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
+    await sleep(3000);
+    const before = await frames();
+    // The restart, as WHIP/WHEP clients do it: new credentials in a fragment, the answer's
+    // credentials replaced by the server's new ones.
+    pc.restartIce();
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    const ufrag = offer.sdp.match(/a=ice-ufrag:(.*)\r\n/)[1];
+    const pwd = offer.sdp.match(/a=ice-pwd:(.*)\r\n/)[1];
+    const patched = await fetch(location, {
+      method: 'PATCH',
+      headers: { 'Content-Type': 'application/trickle-ice-sdpfrag', 'If-Match': '*' },
+      body: `a=ice-ufrag:${ufrag}\r\na=ice-pwd:${pwd}\r\n`,
+    });
+    const fragment = await patched.text();
+    const newUfrag = fragment.match(/a=ice-ufrag:(.*)\r\n/)[1];
+    const newPwd = fragment.match(/a=ice-pwd:(.*)\r\n/)[1];
+    answer = answer.replace(/a=ice-ufrag:.*\r\n/g, `a=ice-ufrag:${newUfrag}\r\n`).replace(/a=ice-pwd:.*\r\n/g, `a=ice-pwd:${newPwd}\r\n`);
+    await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+    await sleep(4000);
+    let remoteUfrag;
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === 'transport') remoteUfrag = s.selectedCandidatePairId && s.iceLocalUsernameFragment;
+    });
+    const after = await frames();
+    await fetch(location, { method: 'DELETE' });
+    pc.close();
+    return { status: patched.status, before, after, state: pc.connectionState, localUfragChanged: remoteUfrag === ufrag };
+  }, CHANNEL);
+  assert.equal(result.status, 200, JSON.stringify(result));
+  assert.ok(result.localUfragChanged, `the connection runs on the new credentials: ${JSON.stringify(result)}`);
+  assert.ok(result.after > result.before + 30, `frames kept coming: ${JSON.stringify(result)}`);
+});
+
 test('a viewer on a network that blocks UDP plays over ICE-TCP', async () => {
   const viewer = await page(await browser.newContext(), `/${CHANNEL}`);
   const stats = await whepStats(viewer, CHANNEL, 4, { tcpOnly: true });

@@ -27,7 +27,7 @@ use str0m::change::SdpOffer;
 use str0m::media::{MediaKind, Mid};
 use str0m::{Candidate, Rtc};
 use tokio::net::UdpSocket;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -95,6 +95,8 @@ pub enum WebrtcError {
     Negotiation(String),
     #[error("no such session")]
     UnknownSession,
+    #[error("the ICE restart fragment has no a=ice-ufrag and a=ice-pwd")]
+    BadFragment,
 }
 
 /// What a stream offers its WebRTC viewers: H.264 access units (Annex B, parameter sets before
@@ -166,6 +168,9 @@ pub enum Role {
 
 struct SessionEntry {
     role: Role,
+    /// Our ICE username fragment now (it changes with a restart).
+    ufrag: String,
+    commands: mpsc::Sender<peer::Command>,
     /// The channel it publishes or plays.
     name: String,
     cancel: CancellationToken,
@@ -299,6 +304,37 @@ impl Endpoint {
         }
     }
 
+    /// An ICE restart (WHIP/WHEP `PATCH` with `If-Match: "*"`): the client's new credentials in
+    /// `fragment`; returns our new ones and candidates as an SDP fragment, and the new ETag.
+    pub async fn restart(&self, id: &str, fragment: &str) -> Result<(String, String), WebrtcError> {
+        let attribute = |name: &str| {
+            fragment.lines().find_map(|line| line.trim().strip_prefix(name).map(|value| value.trim().to_owned()))
+        };
+        let (Some(ufrag), Some(pass)) = (attribute("a=ice-ufrag:"), attribute("a=ice-pwd:")) else {
+            return Err(WebrtcError::BadFragment);
+        };
+        let (commands, old) = {
+            let registry = self.registry();
+            let entry = registry.sessions.get(id).ok_or(WebrtcError::UnknownSession)?;
+            (entry.commands.clone(), entry.ufrag.clone())
+        };
+        let (reply, replied) = tokio::sync::oneshot::channel();
+        let remote = str0m::IceCreds { ufrag, pass };
+        commands.send(peer::Command::Restart { remote, reply }).await.map_err(|_| WebrtcError::UnknownSession)?;
+        let local = replied.await.map_err(|_| WebrtcError::UnknownSession)?;
+        self.inner.routes.alias(&old, &local.ufrag);
+        if let Some(entry) = self.registry().sessions.get_mut(id) {
+            entry.ufrag.clone_from(&local.ufrag);
+        }
+        let mut answer = format!("a=ice-lite\r\na=ice-ufrag:{}\r\na=ice-pwd:{}\r\n", local.ufrag, local.pass);
+        for addr in self.inner.candidates.iter() {
+            if let Ok(candidate) = Candidate::host(*addr, "udp") {
+                answer.push_str(&format!("a={}\r\n", candidate.to_sdp_string()));
+            }
+        }
+        Ok((answer, format!("\"{}\"", local.ufrag)))
+    }
+
     /// The role and channel of a session.
     pub fn session(&self, id: &str) -> Option<(Role, String)> {
         self.registry().sessions.get(id).map(|entry| (entry.role, entry.name.clone()))
@@ -358,14 +394,16 @@ impl Endpoint {
         let cancel = inner.shutdown.child_token();
         let peer_id = inner.next_peer.fetch_add(1, Ordering::Relaxed);
         let inbox = inner.routes.add(&ufrag, peer_id);
-        self.registry()
-            .sessions
-            .insert(session.id.clone(), SessionEntry { role: kind, name: name.clone(), cancel: cancel.clone() });
+        let (commands, command_inbox) = mpsc::channel(4);
+        let entry =
+            SessionEntry { role: kind, ufrag: ufrag.clone(), commands, name: name.clone(), cancel: cancel.clone() };
+        self.registry().sessions.insert(session.id.clone(), entry);
         gauge(kind, self.counts());
         let endpoint = self.clone();
         let id = session.id.clone();
         let timeout = Duration::from_secs(inner.config.ice_timeout_seconds.max(1));
         let io = peer::PeerIo {
+            commands: command_inbox,
             socket: inner.socket.clone(),
             candidates: inner.candidates.clone(),
             tcp_candidates: inner.tcp_candidates.clone(),
@@ -376,7 +414,7 @@ impl Endpoint {
         inner.tasks.spawn(async move {
             let ended = peer::drive(&mut rtc, role, io, cancel).await;
             tracing::info!(session = %id, channel = %name, role = ?kind, reason = %ended, "webrtc session ended");
-            endpoint.inner.routes.remove(&ufrag, peer_id);
+            endpoint.inner.routes.remove(peer_id);
             endpoint.registry().sessions.remove(&id);
             gauge(kind, endpoint.counts());
         });

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::net::{Protocol, Receive};
-use str0m::{Event, IceConnectionState, Input, Output, Rtc};
+use str0m::{Event, IceConnectionState, IceCreds, Input, Output, Rtc};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::play::Player;
@@ -20,7 +20,14 @@ use super::publish::Publisher;
 use super::socket::Datagram;
 use super::tcp::TcpLinks;
 
+/// What the HTTP side asks of a running peer.
+pub(crate) enum Command {
+    /// An ICE restart: the client's new credentials; the reply carries ours.
+    Restart { remote: IceCreds, reply: oneshot::Sender<IceCreds> },
+}
+
 pub(crate) struct PeerIo {
+    pub commands: mpsc::Receiver<Command>,
     pub socket: Arc<UdpSocket>,
     /// The addresses the answer offered (host candidates), UDP and TCP: str0m takes a datagram
     /// only when its destination is one of them.
@@ -119,6 +126,18 @@ pub(crate) async fn drive(rtc: &mut Rtc, mut role: RoleState, mut io: PeerIo, ca
         let input = tokio::select! {
             biased;
             _ = cancel.cancelled() => break Ended::Deleted,
+            Some(command) = io.commands.recv() => {
+                match command {
+                    Command::Restart { remote, reply } => {
+                        let local = IceCreds::new();
+                        let mut direct = rtc.direct_api();
+                        direct.set_local_ice_credentials(local.clone());
+                        direct.set_remote_ice_credentials(remote);
+                        let _ = reply.send(local);
+                    }
+                }
+                None
+            }
             datagram = io.inbox.recv() => match datagram {
                 Some(datagram) => Some(datagram),
                 None => break Ended::Done("the endpoint stopped"),

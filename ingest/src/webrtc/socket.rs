@@ -50,7 +50,7 @@ pub(crate) struct Routes {
 #[derive(Default)]
 struct RouteTable {
     by_ufrag: HashMap<String, Route>,
-    by_addr: HashMap<SocketAddr, (String, mpsc::Sender<Datagram>)>,
+    by_addr: HashMap<SocketAddr, (u64, mpsc::Sender<Datagram>)>,
 }
 
 impl Routes {
@@ -61,12 +61,23 @@ impl Routes {
         receiver
     }
 
-    pub fn remove(&self, ufrag: &str, peer: u64) {
+    /// A second username fragment for the peer that has `ufrag` (an ICE restart); false when
+    /// there is no such peer.
+    pub fn alias(&self, ufrag: &str, new: &str) -> bool {
         let mut table = self.table();
-        if table.by_ufrag.get(ufrag).is_some_and(|route| route.peer == peer) {
-            table.by_ufrag.remove(ufrag);
-        }
-        table.by_addr.retain(|_, (owner, _)| owner != ufrag);
+        let Some(route) = table.by_ufrag.get(ufrag).map(|route| Route { peer: route.peer, inbox: route.inbox.clone() })
+        else {
+            return false;
+        };
+        table.by_ufrag.insert(new.to_owned(), route);
+        true
+    }
+
+    /// Every route to `peer`.
+    pub fn remove(&self, peer: u64) {
+        let mut table = self.table();
+        table.by_ufrag.retain(|_, route| route.peer != peer);
+        table.by_addr.retain(|_, (owner, _)| *owner != peer);
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, RouteTable> {
@@ -82,8 +93,9 @@ impl Routes {
     fn route(&self, datagram: &Datagram) -> Option<mpsc::Sender<Datagram>> {
         let mut table = self.table();
         if let Some(ufrag) = stun_local_ufrag(&datagram.data) {
-            let inbox = table.by_ufrag.get(ufrag)?.inbox.clone();
-            table.by_addr.insert(datagram.source, (ufrag.to_owned(), inbox.clone()));
+            let route = table.by_ufrag.get(ufrag)?;
+            let (peer, inbox) = (route.peer, route.inbox.clone());
+            table.by_addr.insert(datagram.source, (peer, inbox.clone()));
             return Some(inbox);
         }
         table.by_addr.get(&datagram.source).map(|(_, inbox)| inbox.clone())
@@ -176,7 +188,10 @@ mod tests {
         routes.route(&datagram(binding_request("srv1:cli"))).unwrap().try_send(datagram(vec![1])).unwrap();
         assert!(routes.route(&datagram(vec![0x80; 40])).is_some(), "the address is known now");
         assert!(routes.route(&datagram(binding_request("other:cli"))).is_none());
-        routes.remove("srv1", 1);
+        assert!(routes.alias("srv1", "srv2"));
+        assert!(routes.route(&datagram(binding_request("srv2:cli"))).is_some(), "after an ICE restart");
+        routes.remove(1);
+        assert!(routes.route(&datagram(binding_request("srv2:cli"))).is_none());
         assert!(routes.route(&datagram(vec![0x80; 40])).is_none());
         assert_eq!(inbox.recv().await.unwrap().data.as_ref(), &[1]);
     }
