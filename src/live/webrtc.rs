@@ -228,7 +228,7 @@ async fn patch(state: &AppState, id: &str, headers: &HeaderMap, body: &Bytes) ->
     content_type(headers, SDPFRAG)?;
     let fragment =
         std::str::from_utf8(body).map_err(|_| ApiError::bad_request("invalid_sdpfrag", "the fragment is not UTF-8"))?;
-    if !headers.get(header::IF_MATCH).is_some_and(|value| value.as_bytes() == b"*") {
+    if headers.get(header::IF_MATCH).is_none_or(|value| value.as_bytes() != b"*") {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     match endpoint(state)?.restart(id, fragment).await {
