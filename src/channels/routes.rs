@@ -56,6 +56,8 @@ struct StreamView {
     /// `AAC-LC 48 kHz stereo`.
     audio: Option<String>,
     renditions: Vec<String>,
+    /// Viewers playing over WebRTC now (the channel's `viewers` counts chat connections).
+    webrtc_viewers: usize,
     /// What the creator should change in the encoder's settings.
     warnings: Vec<StreamWarning>,
 }
@@ -81,6 +83,7 @@ pub fn view(state: &AppState, channel: Channel) -> ChannelView {
         video_codec: live.ingest.video_codec,
         audio: live.ingest.audio,
         renditions: live.renditions,
+        webrtc_viewers: live.webrtc_viewers,
     });
     let live_picture = state.live().get(&channel.name).is_some_and(|live| live.thumbnail().is_some());
     let thumbnail_url = match (live_picture, channel.preview_at) {

@@ -275,6 +275,8 @@ pub struct LiveStatus {
     pub ingest: IngestStats,
     /// The renditions being served, source first.
     pub renditions: Vec<String>,
+    /// Viewers playing over WebRTC (WHEP) now, on this node.
+    pub webrtc_viewers: usize,
 }
 
 /// The publisher's stream as received: updated about once a second.
@@ -323,6 +325,7 @@ impl LiveRegistry {
             reconnecting: stream.is_reconnecting(),
             ingest: stream.ingest(),
             renditions: stream.renditions().map(|rendition| rendition.name.clone()).collect(),
+            webrtc_viewers: stream.rtc_feeds().map(RtcFeed::viewers).sum(),
         })
     }
 

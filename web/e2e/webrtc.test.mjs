@@ -133,6 +133,8 @@ test('a viewer watches in real time (WHEP): frames decode with H.264 and Opus, n
   await video.waitFor();
   await until('real-time frames', () => viewer.evaluate(() => (document.querySelector('[data-testid=rtc-video]')?.getVideoPlaybackQuality().totalVideoFrames ?? 0) > 30), 20000);
   assert.equal(await viewer.getByRole('button', { name: 'Real-time' }).getAttribute('aria-pressed'), 'true');
+  // The creator's dashboard counts the real-time viewer (it refreshes every few seconds).
+  await creator.getByTestId('webrtc-viewers').filter({ hasText: /^[1-9]/ }).waitFor({ timeout: 15000 });
 
   const stats = await whepStats(viewer, CHANNEL, 4);
   assert.equal(stats.state, 'connected', JSON.stringify(stats));

@@ -54,6 +54,7 @@ export interface StreamInfo {
   video_codec: string | null;
   audio: string | null;
   renditions: string[];
+  webrtc_viewers: number;
   warnings: { code: string; message: string }[];
 }
 

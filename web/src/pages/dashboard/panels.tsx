@@ -86,6 +86,7 @@ export function StreamPanel({ channel }: { channel: Channel }) {
           </dd>
         </div>
         <Stat label="Viewers" value={String(channel.viewers)} testid="viewers" />
+        <Stat label="Real-time viewers" value={stream ? String(stream.webrtc_viewers) : '—'} testid="webrtc-viewers" />
         <Stat label="Bitrate" value={stream ? `${stream.bitrate_kbps.toLocaleString('en')} kbps` : '—'} testid="bitrate" />
         <Stat
           label="Resolution"
