@@ -20,7 +20,7 @@ on_both_backends!(
 
 /// A str0m viewer: negotiates over WHEP and drives ICE and DTLS on a loopback socket; true once
 /// connected (within `limit`).
-async fn viewer_connects(app: &TestApp, channel: &str, limit: Duration) -> bool {
+async fn viewer_connects(app: &TestApp, channel: &str, limit: Duration, delete: bool) -> bool {
     use str0m::change::SdpAnswer;
     use str0m::net::{Protocol, Receive};
     use str0m::{Candidate, Event, Input, Output};
@@ -58,8 +58,10 @@ async fn viewer_connects(app: &TestApp, channel: &str, limit: Duration) -> bool 
             rtc.handle_input(Input::Timeout(Instant::now())).unwrap();
         }
     }
-    let location = headers["location"].to_str().unwrap().to_owned();
-    app.client.delete(app.url(&location)).send().await.unwrap();
+    if delete {
+        let location = headers["location"].to_str().unwrap().to_owned();
+        app.client.delete(app.url(&location)).send().await.unwrap();
+    }
     connected
 }
 
@@ -80,7 +82,31 @@ async fn peers_connect_to_an_endpoint_bound_to_every_interface() {
     assert_eq!(status, 201);
     let port = app.state.webrtc().unwrap().local_addr().port();
     assert!(answer.contains(&format!("127.0.0.1 {port} typ host")), "loopback is a candidate: {answer}");
-    assert!(viewer_connects(&app, "any_iface", Duration::from_secs(10)).await, "ICE and DTLS completed");
+    assert!(viewer_connects(&app, "any_iface", Duration::from_secs(10), true).await, "ICE and DTLS completed");
+}
+
+/// A viewer that connected and then vanished (no DELETE, no DTLS close) ends once it has been
+/// silent for the ICE timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connected_viewer_that_vanishes_is_cleaned_up() {
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, |config| config.webrtc.ice_timeout_seconds = 2).await else {
+        return;
+    };
+    let owner = app.signup("vanishing").await;
+    let key = app.create_channel(&owner, "vanishing").await;
+    // An RTMP publisher keeps the channel live (a WHIP one would time out too).
+    let _publisher = support::Publisher::start(app.rtmp_addr, &key, 30);
+    let live = eventually(Duration::from_secs(15), || async {
+        let (_, channel) = app.get("/api/v1/channels/vanishing", None).await;
+        (channel["live"] == true).then_some(())
+    })
+    .await;
+    assert!(live.is_some());
+    assert!(viewer_connects(&app, "vanishing", Duration::from_secs(10), false).await);
+    assert_eq!(app.state.webrtc().unwrap().counts(), (0, 1));
+    let endpoint = app.state.webrtc().unwrap().clone();
+    let gone = eventually(Duration::from_secs(15), || async { (endpoint.counts().1 == 0).then_some(()) }).await;
+    assert!(gone.is_some(), "sessions: {:?}", endpoint.counts());
 }
 
 /// Runs the aiortc client (tests/support/aiortc_client.py) and returns its JSON line.
