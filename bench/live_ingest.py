@@ -96,9 +96,10 @@ def stop(processes):
             p.wait()
 
 
-def serve(env):
-    """Starts `aether serve` on loopback with `env`; returns (process, http address, rtmp address)."""
-    process = subprocess.Popen([BINARY, "serve", "--http-listen", "127.0.0.1:0", "--rtmp-listen", "127.0.0.1:0", "--webrtc-listen", "127.0.0.1:0"],
+def serve(env, pin=()):
+    """Starts `aether serve` on loopback with `env` (under `pin`, e.g. `taskset -c 0`); returns
+    (process, http address, rtmp address)."""
+    process = subprocess.Popen([*pin, BINARY, "serve", "--http-listen", "127.0.0.1:0", "--rtmp-listen", "127.0.0.1:0", "--webrtc-listen", "127.0.0.1:0"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in process.stdout:
         match = re.search(r"listening http=(\S+) rtmp=(\S+)", line)

@@ -22,12 +22,11 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from live_ingest import BINARY, CACHE, ROOT, cpu_seconds, rss_mb, stop  # noqa: E402
+from live_ingest import BINARY, CACHE, ROOT, cpu_seconds, rss_mb, serve, stop  # noqa: E402
 
 LOAD = os.path.join(ROOT, "target", "release", "whepload")
 
@@ -60,18 +59,8 @@ def start_server(data):
     out = subprocess.run([BINARY, "channel", "create", "bench_rtc", "--owner", "bench"], env=env, check=True,
                          capture_output=True, text=True).stdout
     key = re.search(r"stream key \(shown once\): (\S+)", out).group(1)
-    process = subprocess.Popen(
-        ["taskset", "-c", "0", BINARY, "serve", "--http-listen", "127.0.0.1:0", "--rtmp-listen", "127.0.0.1:0",
-         "--webrtc-listen", "127.0.0.1:0"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in process.stdout:
-        match = re.search(r"listening http=(\S+) rtmp=(\S+)", line)
-        if match:
-            break
-    else:
-        sys.exit("aether did not start")
-    threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
-    return process, match.group(1), match.group(2), key
+    process, http, rtmp = serve(env, pin=("taskset", "-c", "0"))
+    return process, http, rtmp, key
 
 
 def live(http):
