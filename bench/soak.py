@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,16 @@ def slope(points):
     return sum((x - mx) * (y - my) for x, y in points) / den if den else 0.0
 
 
+def server_pid(wrapper):
+    """The aether process under a wrapper (heaptrack runs it as a child)."""
+    for _ in range(100):
+        out = subprocess.run(["pgrep", "-P", str(wrapper), "-f", "aether"], capture_output=True, text=True).stdout.split()
+        if out:
+            return int(out[0])
+        time.sleep(0.1)
+    return wrapper
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=30)
@@ -67,6 +78,8 @@ def main():
     parser.add_argument("--rate", type=float, default=20.0, help="chat messages per second")
     parser.add_argument("--every", type=int, default=30, help="seconds between samples")
     parser.add_argument("--warmup", type=float, default=5, help="minutes left out of the slope")
+    parser.add_argument("--wrap", default="", help="a command to run the server under, e.g. 'heaptrack -o /tmp/soak' "
+                        "(then RSS is sampled from the wrapper's child)")
     args = parser.parse_args()
     raise_file_limit()
     subprocess.run(["cargo", "build", "--release", "--locked", "-p", "aether", "-p", "chatload"], cwd=ROOT, check=True)
@@ -86,7 +99,7 @@ def main():
             out = subprocess.run([BINARY, "channel", "create", f"soak_{i}", "--owner", "soak"], env=env, check=True,
                                  capture_output=True, text=True).stdout
             keys.append(re.search(r"stream key \(shown once\): (\S+)", out).group(1))
-        server, http, rtmp = serve(env)
+        server, http, rtmp = serve(env, pin=shlex.split(args.wrap))
         request = urllib.request.Request(f"http://{http}/api/v1/auth/login", method="POST",
                                          data=json.dumps({"login": "soak", "password": "benchmark password"}).encode(),
                                          headers={"content-type": "application/json"})
@@ -96,7 +109,7 @@ def main():
         chat = None if args.subscribers == 0 else subprocess.Popen([CHATLOAD, "--protocol", "aether", "--addr", http, "--room", "soak_0", "--token", token,
                                  "--subscribers", str(args.subscribers), "--publishers", "1", "--rate", str(args.rate),
                                  "--seconds", str(seconds)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        pid = server.pid
+        pid = server_pid(server.pid) if args.wrap else server.pid
         start = time.time()
         samples = []
         print("| minute | RSS MB | anon MB | file MB | open files | threads | publishers up |")
