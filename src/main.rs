@@ -12,6 +12,13 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use aether::app::App;
+
+/// mimalloc instead of glibc's malloc: the live window's parts and segments are allocated on
+/// one thread and freed on another, and glibc's per-thread arenas kept the freed memory (the
+/// soak's RSS grew ~1.6 MB/min while the live heap grew ~0.17 MB/min, measured with heaptrack).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use aether::auth::Role;
 use aether::auth::accounts::{self, NewAccount};
 use aether::channels::{self, NewChannel};
