@@ -47,8 +47,7 @@ pub(super) enum RtcNext {
 }
 
 impl RtcOut {
-    /// One source event (times already on the broadcast's timeline). Returns false for events
-    /// the packager must not see (Opus).
+    /// One source event (times already on the broadcast's timeline).
     pub fn on_source(&mut self, stream: &LiveStream, event: &StreamEvent) {
         match event {
             StreamEvent::VideoConfig(config) => self.source_video = Some(config.clone()),

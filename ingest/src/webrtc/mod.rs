@@ -136,18 +136,8 @@ impl RtcFeed {
         }
     }
 
-    /// What a WHIP publisher of this stream listens to for keyframe requests.
-    pub fn keyframe_signal(&self) -> Arc<Notify> {
-        self.keyframes.clone()
-    }
-
     pub fn viewers(&self) -> usize {
         self.samples.receiver_count()
-    }
-
-    /// Asks the source for a keyframe (coalesced: many asks before the source acts are one).
-    pub fn request_keyframe(&self) {
-        self.keyframes.notify_one();
     }
 }
 
@@ -398,7 +388,7 @@ impl Endpoint {
         let entry =
             SessionEntry { role: kind, ufrag: ufrag.clone(), commands, name: name.clone(), cancel: cancel.clone() };
         self.registry().sessions.insert(session.id.clone(), entry);
-        gauge(kind, self.counts());
+        gauge(self.counts());
         let endpoint = self.clone();
         let id = session.id.clone();
         let timeout = Duration::from_secs(inner.config.ice_timeout_seconds.max(1));
@@ -416,7 +406,7 @@ impl Endpoint {
             tracing::info!(session = %id, channel = %name, role = ?kind, reason = %ended, "webrtc session ended");
             endpoint.inner.routes.remove(peer_id);
             endpoint.registry().sessions.remove(&id);
-            gauge(kind, endpoint.counts());
+            gauge(endpoint.counts());
         });
         tracing::info!(session = %session.id, role = ?kind, "webrtc session started");
         Ok(session)
@@ -441,8 +431,7 @@ fn media_of(sdp: &str, kind: MediaKind) -> Option<Mid> {
     None
 }
 
-fn gauge(role: Role, (publishers, viewers): (usize, usize)) {
-    let _ = role;
+fn gauge((publishers, viewers): (usize, usize)) {
     metrics::gauge!("aether_webrtc_sessions", "role" => "publisher").set(publishers as f64);
     metrics::gauge!("aether_webrtc_sessions", "role" => "viewer").set(viewers as f64);
 }

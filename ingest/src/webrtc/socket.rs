@@ -15,6 +15,9 @@ use tokio::sync::mpsc;
 
 /// Datagrams waiting for one peer's task.
 const INBOX: usize = 256;
+/// Source addresses one peer may be known by (ICE checks from each of a client's candidates);
+/// STUN from more is still routed by its username, just not remembered.
+const ADDRESSES_PER_PEER: usize = 8;
 /// Kernel buffers asked for (the kernel caps them at net.core.{r,w}mem_max).
 const SOCKET_BUFFER: usize = 4 << 20;
 const STUN_MAGIC: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
@@ -95,7 +98,11 @@ impl Routes {
         if let Some(ufrag) = stun_local_ufrag(&datagram.data) {
             let route = table.by_ufrag.get(ufrag)?;
             let (peer, inbox) = (route.peer, route.inbox.clone());
-            table.by_addr.insert(datagram.source, (peer, inbox.clone()));
+            if table.by_addr.contains_key(&datagram.source)
+                || table.by_addr.values().filter(|(owner, _)| *owner == peer).count() < ADDRESSES_PER_PEER
+            {
+                table.by_addr.insert(datagram.source, (peer, inbox.clone()));
+            }
             return Some(inbox);
         }
         table.by_addr.get(&datagram.source).map(|(_, inbox)| inbox.clone())
@@ -188,6 +195,15 @@ mod tests {
         routes.route(&datagram(binding_request("srv1:cli"))).unwrap().try_send(datagram(vec![1])).unwrap();
         assert!(routes.route(&datagram(vec![0x80; 40])).is_some(), "the address is known now");
         assert!(routes.route(&datagram(binding_request("other:cli"))).is_none());
+        // A client spraying checks from many ports is remembered at only a few of them.
+        for port in 6000..6020 {
+            let from = SocketAddr::from(([127, 0, 0, 1], port));
+            let check = Datagram { source: from, ..datagram(binding_request("srv1:cli")) };
+            assert!(routes.route(&check).is_some(), "STUN is routed by its username");
+        }
+        let late = Datagram { source: SocketAddr::from(([127, 0, 0, 1], 6019)), ..datagram(vec![0x80; 40]) };
+        assert!(routes.route(&late).is_none(), "not remembered past {ADDRESSES_PER_PEER} addresses");
+        assert!(routes.route(&datagram(vec![0x80; 40])).is_some(), "the first address still is");
         assert!(routes.alias("srv1", "srv2"));
         assert!(routes.route(&datagram(binding_request("srv2:cli"))).is_some(), "after an ICE restart");
         routes.remove(1);
