@@ -223,23 +223,15 @@ async fn closed_within(socket: &mut tokio::net::TcpStream, limit: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_rtmp_clients_are_closed_and_logged_while_other_streams_play() {
-    use support::process::{Server, aether, create_channel, prepare_channel};
+    use support::process::{Server, create_channel, loopback_serve, prepare_channel};
     use tokio::io::AsyncWriteExt;
 
     let dir = tempfile::tempdir().unwrap();
     let key = prepare_channel(dir.path(), "host", "good_live");
     let other_key = create_channel(dir.path(), "host", "codec_live");
 
-    let mut command = aether(dir.path());
-    command.env("AETHER_RTMP__IDLE_TIMEOUT", "1").args([
-        "serve",
-        "--http-listen",
-        "127.0.0.1:0",
-        "--rtmp-listen",
-        "127.0.0.1:0",
-        "--webrtc-listen",
-        "127.0.0.1:0",
-    ]);
+    let mut command = loopback_serve(dir.path());
+    command.env("AETHER_RTMP__IDLE_TIMEOUT", "1");
     let mut server = Server::start(command);
     let (http, rtmp) = server.addresses();
     let client = reqwest::Client::new();

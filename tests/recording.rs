@@ -8,7 +8,7 @@ use std::time::Duration;
 use aether::config::Config;
 use aether::db::Db;
 use sqlx::Row;
-use support::process::{Server, aether, prepare_channel};
+use support::process::{Server, loopback_serve, prepare_channel};
 use support::s3::S3Server;
 use support::{Backend, Publisher, TestApp, eventually};
 
@@ -75,16 +75,7 @@ async fn a_recording_cut_short_by_a_crash_becomes_a_vod(s3: Option<&S3Server>) {
     let dir = tempfile::tempdir().unwrap();
     let key = prepare_channel(dir.path(), "crash", "crash_tv");
     let serve = || {
-        let mut command = aether(dir.path());
-        command.args([
-            "serve",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--rtmp-listen",
-            "127.0.0.1:0",
-            "--webrtc-listen",
-            "127.0.0.1:0",
-        ]);
+        let mut command = loopback_serve(dir.path());
         if let Some(s3) = s3 {
             let config = s3.storage_config();
             command
