@@ -354,7 +354,14 @@ async fn whep_refuses_channels_that_are_not_live_and_unknown_sessions(backend: B
 }
 
 async fn peers_that_never_connect_are_cleaned_up_after_the_ice_timeout(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |config| config.webrtc.ice_timeout_seconds = 1).await else { return };
+    let Some(app) = TestApp::spawn_with(backend, |config| {
+        config.webrtc.ice_timeout_seconds = 1;
+        config.webrtc.max_sessions = 4;
+    })
+    .await
+    else {
+        return;
+    };
     let owner = app.signup("vanisher").await;
     let key = app.create_channel(&owner, "vanish_chan").await;
     let (status, _, _) = post_sdp(&app, "/api/whip", Some(&key), offer(Direction::SendOnly, true)).await;
@@ -364,6 +371,10 @@ async fn peers_that_never_connect_are_cleaned_up_after_the_ice_timeout(backend: 
         assert_eq!(status, 201);
     }
     let endpoint = app.state.webrtc().unwrap().clone();
+    assert_eq!(endpoint.counts(), (1, 3));
+    // At webrtc.max_sessions (4 here) the next offer is refused, and nothing is opened for it.
+    let (status, _, body) = post_sdp(&app, "/api/whep/vanish_chan", None, offer(Direction::RecvOnly, true)).await;
+    assert_eq!((status, code(&body).as_str()), (503, "busy"), "{body}");
     assert_eq!(endpoint.counts(), (1, 3));
     // Nobody connects and nobody says DELETE: every session ends, and the broadcast with its publisher.
     let cleaned = eventually(Duration::from_secs(10), || async { (endpoint.counts() == (0, 0)).then_some(()) }).await;

@@ -128,9 +128,7 @@ async fn publish(
         Refusal::Unavailable(why) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why),
     })?;
     // A failure here drops the publication, which ends the broadcast it opened.
-    let session = endpoint
-        .publish(offer, publication)
-        .map_err(|error| ApiError::bad_request("invalid_sdp", error.to_string()))?;
+    let session = endpoint.publish(offer, publication).map_err(refused)?;
     let location = format!("/api/whip/{}", session.id);
     Ok(created(&state, session, location))
 }
@@ -174,11 +172,17 @@ async fn play(
         }
         Err(FeedError::NoSuch(why)) => return Err(ApiError::new(StatusCode::NOT_FOUND, "no_such_rendition", why)),
     };
-    let session = endpoint
-        .play(offer, &channel, &feed, lower)
-        .map_err(|error| ApiError::bad_request("invalid_sdp", error.to_string()))?;
+    let session = endpoint.play(offer, &channel, &feed, lower).map_err(refused)?;
     let location = format!("/api/whep/{channel}/{}", session.id);
     Ok(created(&state, session, location))
+}
+
+/// Why the endpoint did not start a session: full (503), or the offer could not be answered.
+fn refused(error: WebrtcError) -> ApiError {
+    match error {
+        WebrtcError::Full => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", error.to_string()),
+        error => ApiError::bad_request("invalid_sdp", error.to_string()),
+    }
 }
 
 /// The session `id` of `role` (and channel, for WHEP), or 404.

@@ -55,6 +55,9 @@ pub struct WebrtcConfig {
     pub ice_timeout_seconds: u64,
     /// Samples a viewer may fall behind before it skips to the next keyframe.
     pub viewer_queue: usize,
+    /// WebRTC sessions open at once (publishers and viewers); more are refused. Offers cost no
+    /// sign-in, and an unanswered session lives up to `ice_timeout_seconds`.
+    pub max_sessions: usize,
 }
 
 impl Default for WebrtcConfig {
@@ -68,6 +71,7 @@ impl Default for WebrtcConfig {
             ice_servers: Vec::new(),
             ice_timeout_seconds: 15,
             viewer_queue: 1024,
+            max_sessions: 5000,
         }
     }
 }
@@ -76,6 +80,9 @@ impl WebrtcConfig {
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=300).contains(&self.ice_timeout_seconds) {
             return Err("webrtc.ice_timeout_seconds must be 1 to 300".into());
+        }
+        if self.max_sessions == 0 {
+            return Err("webrtc.max_sessions must be at least 1".into());
         }
         if !(16..=65_536).contains(&self.viewer_queue) {
             return Err("webrtc.viewer_queue must be 16 to 65536".into());
@@ -95,6 +102,8 @@ pub enum WebrtcError {
     Negotiation(String),
     #[error("no such session")]
     UnknownSession,
+    #[error("this server has as many WebRTC sessions as it takes (webrtc.max_sessions)")]
+    Full,
     #[error("the ICE restart fragment has no a=ice-ufrag and a=ice-pwd")]
     BadFragment,
 }
@@ -266,6 +275,7 @@ impl Endpoint {
     /// Answers a WHIP offer (already checked with `check_offer`) and starts its publisher, whose
     /// stream events go to `publication`.
     pub fn publish(&self, offer: &str, publication: Publication) -> Result<Session, WebrtcError> {
+        self.check_room()?;
         let name = publication.name.clone();
         let (rtc, session) = self.answer(offer, None)?;
         let video = media_of(&session.answer, MediaKind::Video);
@@ -276,6 +286,7 @@ impl Endpoint {
     /// Answers a WHEP offer and starts a viewer of `feed`; `lower` are the feeds it steps down
     /// to, in order, when its receiver keeps reporting loss.
     pub fn play(&self, offer: &str, name: &str, feed: &RtcFeed, lower: Vec<RtcFeed>) -> Result<Session, WebrtcError> {
+        self.check_room()?;
         // Receiver reports are read each second (loss -> a lower rendition).
         let (rtc, session) = self.answer(offer, Some(Duration::from_secs(1)))?;
         let (video, audio) = (media_of(&session.answer, MediaKind::Video), media_of(&session.answer, MediaKind::Audio));
@@ -335,6 +346,13 @@ impl Endpoint {
         let registry = self.registry();
         let publishers = registry.sessions.values().filter(|entry| entry.role == Role::Publisher).count();
         (publishers, registry.sessions.len() - publishers)
+    }
+
+    fn check_room(&self) -> Result<(), WebrtcError> {
+        match self.registry().sessions.len() < self.inner.config.max_sessions {
+            true => Ok(()),
+            false => Err(WebrtcError::Full),
+        }
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
